@@ -1,0 +1,182 @@
+//! Assembly: build the runtime [`State`] from a [`Config`], bind listeners,
+//! serve, reload on SIGHUP, drain on SIGTERM/SIGINT.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use rustls::ServerConfig;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+
+use crate::config::{Config, LoadError};
+use crate::proxy::route::RouteTable;
+use crate::server::{self, Drain};
+use crate::tls::{self, TlsError};
+use crate::upstream::Upstream;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Config(#[from] LoadError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot install signal handlers: {0}")]
+    Signals(#[source] std::io::Error),
+}
+
+/// Everything a request needs that a reload may replace, swapped whole.
+#[derive(Debug)]
+pub struct State {
+    pub config: Arc<Config>,
+    pub routes: RouteTable,
+    pub tls: Arc<ServerConfig>,
+    pub upstream: Upstream,
+}
+
+impl State {
+    /// Builds the state; certificates must exist (see [`tls::ensure_default_cert`]).
+    pub fn build(config: Config) -> Result<State, AppError> {
+        Ok(State {
+            routes: RouteTable::new(&config.routes),
+            tls: tls::server_config(&config.tls)?,
+            upstream: Upstream::new(&config.server),
+            config: Arc::new(config),
+        })
+    }
+}
+
+/// Shared by every connection for the life of the process.
+pub struct Shared {
+    state: ArcSwap<State>,
+    /// Turns true when websocket tunnels must close (shutdown).
+    closing: watch::Sender<bool>,
+}
+
+impl Shared {
+    pub fn new(state: State) -> Arc<Self> {
+        Arc::new(Shared { state: ArcSwap::from_pointee(state), closing: watch::channel(false).0 })
+    }
+
+    pub fn state(&self) -> Arc<State> {
+        self.state.load_full()
+    }
+
+    pub fn closing(&self) -> watch::Receiver<bool> {
+        self.closing.subscribe()
+    }
+
+    /// Re-reads the config file and certificates and swaps them in. On any
+    /// error the running state is kept. Listener addresses and
+    /// `max_connections` apply at the next restart.
+    pub fn reload(&self) -> Result<(), AppError> {
+        let current = self.state();
+        let config = Config::load(&current.config.path)?;
+        tls::ensure_default_cert(&config.tls)?;
+        let next = State::build(config)?;
+        let (old, new) = (&current.config.server, &next.config.server);
+        if old.listen != new.listen || old.redirect_http != new.redirect_http || old.max_connections != new.max_connections {
+            tracing::warn!("listen addresses and max_connections changed; they apply at the next restart");
+        }
+        self.state.store(Arc::new(next));
+        tracing::info!(routes = current.config.routes.len(), "configuration reloaded");
+        Ok(())
+    }
+
+    fn reload_logged(&self) {
+        if let Err(e) = self.reload() {
+            tracing::error!(error = %e, "reload rejected; the running configuration is kept");
+        }
+    }
+}
+
+/// Bound sockets, so tests can pass listeners on port 0.
+pub struct Listeners {
+    pub https: TcpListener,
+    pub redirect: Option<TcpListener>,
+}
+
+impl Listeners {
+    pub async fn bind(config: &Config) -> Result<Listeners, AppError> {
+        let bind = |addr: SocketAddr| async move { TcpListener::bind(addr).await.map_err(|source| AppError::Bind { addr, source }) };
+        Ok(Listeners {
+            https: bind(config.server.listen).await?,
+            redirect: match config.server.redirect_http {
+                Some(a) => Some(bind(a).await?),
+                None => None,
+            },
+        })
+    }
+}
+
+/// Loads the config, prepares first-run files, and serves until SIGTERM or
+/// SIGINT; SIGHUP reloads.
+pub async fn run(config_path: &Path) -> Result<(), AppError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    // Installed first: a SIGHUP must never kill a starting proxy.
+    let mut hup = signal(SignalKind::hangup()).map_err(AppError::Signals)?;
+    let mut term = signal(SignalKind::terminate()).map_err(AppError::Signals)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(AppError::Signals)?;
+    let config = Config::load(config_path)?;
+    if tls::ensure_default_cert(&config.tls)? {
+        tracing::warn!(cert = %config.tls.cert.display(), "generated a self-signed certificate for localhost; browsers will warn until you provide a real one");
+    }
+    let state = State::build(config)?;
+    let listeners = Listeners::bind(&state.config).await?;
+    let shared = Shared::new(state);
+    let signals = {
+        let shared = shared.clone();
+        async move {
+            loop {
+                tokio::select! {
+                    _ = hup.recv() => shared.reload_logged(),
+                    _ = term.recv() => break,
+                    _ = int.recv() => break,
+                }
+            }
+        }
+    };
+    serve(shared, listeners, signals).await;
+    Ok(())
+}
+
+/// Serves on bound listeners until `stop` completes, then drains in-flight
+/// requests for up to `server.shutdown_grace`.
+pub async fn serve(shared: Arc<Shared>, listeners: Listeners, stop: impl std::future::Future<Output = ()>) {
+    let state = shared.state();
+    let limit = Arc::new(Semaphore::new(state.config.server.max_connections));
+    let drain = Drain::new();
+    let log_addr = |kind: &str, l: &TcpListener| {
+        if let Ok(addr) = l.local_addr() {
+            tracing::info!(listener = kind, addr = %addr, "listening");
+        }
+    };
+    log_addr("https", &listeners.https);
+    tokio::spawn(server::accept_https(listeners.https, shared.clone(), limit.clone(), drain.clone()));
+    if let Some(r) = listeners.redirect {
+        log_addr("redirect", &r);
+        tokio::spawn(server::accept_redirect(r, shared.clone(), limit.clone(), drain.clone()));
+    }
+    drop(state);
+    stop.await;
+    let grace = shared.state().config.server.shutdown_grace;
+    tracing::info!(connections = drain.live(), grace = ?grace, "shutting down: draining in-flight requests");
+    let left = drain.shutdown(grace).await;
+    shared.closing.send_replace(true);
+    if left > 0 {
+        tracing::warn!(connections = left, "shutdown grace ended; closing remaining connections");
+    }
+    tracing::info!("stopped");
+}
+
+/// The config path a relative `--config` names, for messages.
+pub fn config_path(arg: Option<PathBuf>) -> PathBuf {
+    arg.unwrap_or_else(|| PathBuf::from("proxy.toml"))
+}

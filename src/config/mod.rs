@@ -1,0 +1,254 @@
+//! `proxy.toml`: a raw serde mirror ([`raw`]) validated once at load into the
+//! typed [`Config`] the rest of the proxy uses. Validation collects every
+//! problem, each naming file, line and key ([`ConfigError`]).
+
+mod error;
+mod raw;
+mod validate;
+
+pub use error::{ConfigError, ConfigErrors};
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::header::{HeaderName, HeaderValue};
+use http::uri::Authority;
+use ipnet::IpNet;
+
+/// The validated configuration. Cheap to share behind an `Arc`.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was loaded from (reloads read it again).
+    pub path: PathBuf,
+    pub server: Server,
+    pub tls: Tls,
+    pub session: Session,
+    pub store: Store,
+    pub auth: Auth,
+    pub identity: Identity,
+    pub csrf: Csrf,
+    pub routes: Vec<Route>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Server {
+    pub listen: SocketAddr,
+    pub redirect_http: Option<SocketAddr>,
+    pub admin_listen: Option<SocketAddr>,
+    pub trusted_proxies: Vec<IpNet>,
+    pub max_request_header_bytes: usize,
+    pub request_header_timeout: Duration,
+    pub client_idle_timeout: Duration,
+    pub upstream_connect_timeout: Duration,
+    pub upstream_response_timeout: Duration,
+    pub max_connections: usize,
+    pub shutdown_grace: Duration,
+    pub hsts: Option<HeaderValue>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsVersion {
+    V1_2,
+    V1_3,
+}
+
+#[derive(Debug, Clone)]
+pub struct Tls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub self_signed_if_missing: bool,
+    pub min_version: TlsVersion,
+    pub sni: Vec<SniCert>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SniCert {
+    pub hosts: Vec<HostPattern>,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// A host name pattern, lower-cased at load.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum HostPattern {
+    /// Any host (`""` in a route).
+    Any,
+    Exact(String),
+    /// `*.example.com`, stored as the suffix `.example.com`.
+    Wildcard(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SameSite {
+    Strict,
+    Lax,
+    None,
+}
+
+impl SameSite {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SameSite::Strict => "Strict",
+            SameSite::Lax => "Lax",
+            SameSite::None => "None",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub cookie_name: String,
+    pub same_site: SameSite,
+    pub idle_timeout: Duration,
+    pub absolute_timeout: Duration,
+    pub persistent: bool,
+    pub secret_env: String,
+    pub fallback_secrets_env: String,
+    pub secret_file: PathBuf,
+    pub touch_interval: Duration,
+    pub max_sessions: usize,
+    pub max_jar_bytes: usize,
+    pub passive_paths: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Embedded,
+    Redis,
+    Memory,
+}
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    pub backend: Backend,
+    pub path: PathBuf,
+    pub redis_url: String,
+    pub redis_cluster: Vec<String>,
+    pub key_prefix: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provider {
+    None,
+    Local,
+    Upstream,
+    Oidc,
+}
+
+#[derive(Debug, Clone)]
+pub struct Auth {
+    pub provider: Provider,
+    pub users_file: PathBuf,
+    pub upstream_login_header: HeaderName,
+    pub upstream_logout_header: HeaderName,
+    pub login_paths: Vec<String>,
+    pub max_failures_per_user: u32,
+    pub max_failures_per_address: u32,
+    pub failure_window: Duration,
+    pub oidc_issuer: String,
+    pub oidc_client_id: String,
+    pub oidc_client_secret_env: String,
+    pub oidc_scopes: Vec<String>,
+    pub oidc_groups_claim: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub user_header: HeaderName,
+    pub email_header: HeaderName,
+    pub groups_header: HeaderName,
+    pub strip_from_client: Vec<HeaderName>,
+    pub assertion_header: Option<HeaderName>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CsrfMode {
+    Origin,
+    Off,
+}
+
+#[derive(Debug, Clone)]
+pub struct Csrf {
+    pub mode: CsrfMode,
+    /// Lower-cased `scheme://host[:port]` origins.
+    pub allowed_origins: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteAuth {
+    Required,
+    Optional,
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CookieMode {
+    Jar,
+    Passthrough,
+}
+
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// Position in the file, used as the route's name in logs and metrics.
+    pub index: usize,
+    /// `host + path_prefix`, precomputed for logs and metrics.
+    pub name: String,
+    pub host: HostPattern,
+    /// Normalised: starts with `/`, no trailing `/` unless it is `/`.
+    pub path_prefix: String,
+    pub upstream: Authority,
+    /// `http://authority` as written in the config, for messages.
+    pub upstream_url: String,
+    pub auth: RouteAuth,
+    pub public_paths: Vec<String>,
+    pub cookies: CookieMode,
+    pub passthrough_cookies: Vec<String>,
+    pub script_readable_cookies: Vec<String>,
+    pub preserve_host: bool,
+}
+
+/// Problems that stop a file from being read at all.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Invalid(#[from] ConfigErrors),
+}
+
+impl LoadError {
+    /// The individual problems, for JSON answers (`POST /reload`).
+    pub fn errors(&self) -> Vec<ConfigError> {
+        match self {
+            LoadError::Read { path, source } => vec![ConfigError {
+                file: path.display().to_string(),
+                line: 0,
+                key: "(file)".into(),
+                message: source.to_string(),
+            }],
+            LoadError::Invalid(e) => e.0.clone(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Config, LoadError> {
+        let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Ok(Self::parse(path, &text)?)
+    }
+
+    /// Validates configuration text as if read from `path`; relative paths in
+    /// it resolve against `path`'s directory.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
+        validate::parse(path, text)
+    }
+}

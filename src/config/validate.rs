@@ -1,0 +1,582 @@
+//! Raw → typed conversion. Each check records an error (file, line, key,
+//! what would be valid) and carries on with a default, so one `check` run
+//! reports every problem in the file.
+
+use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use http::header::{HeaderName, HeaderValue};
+use http::uri::{Authority, Uri};
+use ipnet::IpNet;
+use toml::Spanned;
+
+use super::error::{Collector, ConfigErrors};
+use super::raw::{self, S};
+use super::*;
+
+pub(super) fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
+    let mut c = Ctx {
+        errs: Collector::new(path, text),
+        base: path.parent().map(Path::to_path_buf).unwrap_or_default(),
+    };
+    let raw: raw::RawFile = match toml::from_str(text) {
+        Ok(r) => r,
+        Err(e) => {
+            c.errs.push_toml(&e);
+            return Err(ConfigErrors(c.errs.errors));
+        }
+    };
+    let config = Config {
+        path: path.to_path_buf(),
+        server: c.server(raw.server),
+        tls: c.tls(raw.tls),
+        session: c.session(raw.session),
+        store: c.store(raw.store),
+        auth: c.auth(raw.auth),
+        identity: c.identity(raw.identity),
+        csrf: c.csrf(raw.csrf),
+        routes: c.routes(raw.route),
+    };
+    c.errs.finish().map(|()| config)
+}
+
+struct Ctx<'a> {
+    errs: Collector<'a>,
+    base: PathBuf,
+}
+
+fn at<T>(v: &Spanned<T>) -> Option<usize> {
+    Some(v.span().start)
+}
+
+impl Ctx<'_> {
+    fn err(&mut self, at: Option<usize>, key: &str, msg: impl Into<String>) {
+        self.errs.push(at, key, msg);
+    }
+
+    fn string(&mut self, v: S<String>, default: &str) -> String {
+        v.map(Spanned::into_inner).unwrap_or_else(|| default.to_string())
+    }
+
+    fn flag(&mut self, v: S<bool>, default: bool) -> bool {
+        v.map(Spanned::into_inner).unwrap_or(default)
+    }
+
+    fn duration(&mut self, key: &str, v: S<String>, default: &str) -> Duration {
+        let Some(v) = v else {
+            return humantime::parse_duration(default).expect("defaults are valid");
+        };
+        match humantime::parse_duration(v.get_ref().trim()) {
+            Ok(d) if !d.is_zero() => d,
+            _ => {
+                self.err(
+                    at(&v),
+                    key,
+                    format!(
+                        "{:?} is not a duration; write a positive number with a unit, e.g. \"90s\", \"30m\", \"12h\", \"7d\"",
+                        v.get_ref()
+                    ),
+                );
+                humantime::parse_duration(default).expect("defaults are valid")
+            }
+        }
+    }
+
+    fn count(&mut self, key: &str, v: S<i64>, default: u64, min: u64, max: u64) -> u64 {
+        let Some(v) = v else { return default };
+        match u64::try_from(*v.get_ref()) {
+            Ok(n) if (min..=max).contains(&n) => n,
+            _ => {
+                self.err(at(&v), key, format!("{} is out of range; expected a whole number from {min} to {max}", v.get_ref()));
+                default
+            }
+        }
+    }
+
+    fn choice<T: Copy>(&mut self, key: &str, v: S<String>, default: T, options: &[(&str, T)]) -> T {
+        let Some(v) = v else { return default };
+        if let Some((_, t)) = options.iter().find(|(name, _)| *name == v.get_ref().as_str()) {
+            return *t;
+        }
+        let valid: Vec<String> = options.iter().map(|(n, _)| format!("\"{n}\"")).collect();
+        self.err(at(&v), key, format!("{:?} is not valid; expected one of {}", v.get_ref(), valid.join(", ")));
+        default
+    }
+
+    /// `""` → `None`; otherwise an `ip:port` socket address.
+    fn addr(&mut self, key: &str, v: S<String>, default: &str) -> Option<SocketAddr> {
+        let (text, pos) = match &v {
+            Some(v) => (v.get_ref().trim().to_string(), at(v)),
+            None => (default.to_string(), None),
+        };
+        if text.is_empty() {
+            return None;
+        }
+        match text.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.err(pos, key, format!("{text:?} is not a listen address; expected ip:port, e.g. \"0.0.0.0:8443\" or \"[::1]:8443\""));
+                None
+            }
+        }
+    }
+
+    fn path(&mut self, v: S<String>, default: &str) -> PathBuf {
+        let p = PathBuf::from(self.string(v, default));
+        if p.is_absolute() {
+            p
+        } else {
+            self.base.join(p)
+        }
+    }
+
+    fn list(&mut self, v: S<Vec<Spanned<String>>>) -> Vec<Spanned<String>> {
+        v.map(Spanned::into_inner).unwrap_or_default()
+    }
+
+    fn header_name(&mut self, key: &str, v: S<String>, default: &str) -> HeaderName {
+        let Some(v) = v else {
+            return HeaderName::from_str(default).expect("defaults are valid");
+        };
+        match HeaderName::from_bytes(v.get_ref().trim().as_bytes()) {
+            Ok(h) => h,
+            Err(_) => {
+                self.err(at(&v), key, format!("{:?} is not a header name; use letters, digits and '-'", v.get_ref()));
+                HeaderName::from_str(default).expect("defaults are valid")
+            }
+        }
+    }
+
+    /// Path prefixes: each must start with `/`.
+    fn path_list(&mut self, key: &str, v: S<Vec<Spanned<String>>>) -> Vec<String> {
+        let mut out = Vec::new();
+        for p in self.list(v) {
+            if p.get_ref().starts_with('/') && !p.get_ref().chars().any(|c| c.is_control() || c == ' ') {
+                out.push(p.into_inner());
+            } else {
+                self.err(at(&p), key, format!("{:?} is not a path prefix; it must start with '/' and hold no spaces", p.get_ref()));
+            }
+        }
+        out
+    }
+
+    fn cookie_names(&mut self, key: &str, v: S<Vec<Spanned<String>>>) -> Vec<String> {
+        let mut out = Vec::new();
+        for n in self.list(v) {
+            if is_token(n.get_ref()) {
+                out.push(n.into_inner());
+            } else {
+                self.err(at(&n), key, format!("{:?} is not a cookie name (an RFC 6265 token)", n.get_ref()));
+            }
+        }
+        out
+    }
+
+    fn server(&mut self, r: raw::RawServer) -> Server {
+        let listen = self.addr("server.listen", r.listen, "0.0.0.0:8443");
+        let mut trusted = Vec::new();
+        for t in self.list(r.trusted_proxies) {
+            let s = t.get_ref().trim();
+            let parsed = IpNet::from_str(s).ok().or_else(|| IpAddr::from_str(s).ok().map(IpNet::from));
+            match parsed {
+                Some(n) => trusted.push(n.trunc()),
+                None => self.err(at(&t), "server.trusted_proxies", format!("{s:?} is not a CIDR; expected e.g. \"10.0.0.0/8\" or \"192.0.2.7\"")),
+            }
+        }
+        let hsts = match r.hsts {
+            None => Some(HeaderValue::from_static("max-age=31536000")),
+            Some(v) if v.get_ref().is_empty() => None,
+            Some(v) => match HeaderValue::from_str(v.get_ref()) {
+                Ok(h) => Some(h),
+                Err(_) => {
+                    self.err(at(&v), "server.hsts", "not a valid header value; e.g. \"max-age=31536000\" or \"\" to disable");
+                    None
+                }
+            },
+        };
+        Server {
+            listen: listen.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 8443))),
+            redirect_http: self.addr("server.redirect_http", r.redirect_http, ""),
+            admin_listen: self.addr("server.admin_listen", r.admin_listen, "127.0.0.1:9901"),
+            trusted_proxies: trusted,
+            max_request_header_bytes: self.count("server.max_request_header_bytes", r.max_request_header_bytes, 16384, 1024, 1 << 20) as usize,
+            request_header_timeout: self.duration("server.request_header_timeout", r.request_header_timeout, "10s"),
+            client_idle_timeout: self.duration("server.client_idle_timeout", r.client_idle_timeout, "60s"),
+            upstream_connect_timeout: self.duration("server.upstream_connect_timeout", r.upstream_connect_timeout, "5s"),
+            upstream_response_timeout: self.duration("server.upstream_response_timeout", r.upstream_response_timeout, "60s"),
+            max_connections: self.count("server.max_connections", r.max_connections, 10000, 1, 1_000_000) as usize,
+            shutdown_grace: self.duration("server.shutdown_grace", r.shutdown_grace, "30s"),
+            hsts,
+        }
+    }
+
+    fn tls(&mut self, r: raw::RawTls) -> Tls {
+        let cert_at = r.cert.as_ref().and_then(at);
+        let cert = self.path(r.cert, "certs/cert.pem");
+        let key = self.path(r.key, "certs/key.pem");
+        let self_signed = self.flag(r.self_signed_if_missing, true);
+        if !self_signed {
+            for (k, p) in [("tls.cert", &cert), ("tls.key", &key)] {
+                if !p.is_file() {
+                    self.err(cert_at, k, format!("{} does not exist; provide it or set tls.self_signed_if_missing = true", p.display()));
+                }
+            }
+        } else if cert.is_file() != key.is_file() {
+            self.err(cert_at, "tls.cert", format!("only one of {} and {} exists; provide both or neither", cert.display(), key.display()));
+        }
+        let min_version = self.choice("tls.min_version", r.min_version, TlsVersion::V1_2, &[("1.2", TlsVersion::V1_2), ("1.3", TlsVersion::V1_3)]);
+        let mut sni = Vec::new();
+        for (i, entry) in r.sni.into_iter().enumerate() {
+            let pos = at(&entry);
+            let e = entry.into_inner();
+            let k = format!("tls.sni[{i}]");
+            let mut hosts = Vec::new();
+            for h in self.list(e.hosts) {
+                match host_pattern(h.get_ref()) {
+                    Some(HostPattern::Any) | None => self.err(at(&h), &format!("{k}.hosts"), format!("{:?} is not a host name; expected e.g. \"app.example.com\" or \"*.example.com\"", h.get_ref())),
+                    Some(p) => hosts.push(p),
+                }
+            }
+            if hosts.is_empty() {
+                self.err(pos, &format!("{k}.hosts"), "needs at least one host name");
+            }
+            let has = (e.cert.is_some(), e.key.is_some());
+            let cert = self.path(e.cert, "");
+            let key = self.path(e.key, "");
+            for (name, p, given) in [("cert", &cert, has.0), ("key", &key, has.1)] {
+                if !given {
+                    self.err(pos, &format!("{k}.{name}"), "is required: a PEM file path");
+                } else if !p.is_file() {
+                    self.err(pos, &format!("{k}.{name}"), format!("{} does not exist", p.display()));
+                }
+            }
+            sni.push(SniCert { hosts, cert, key });
+        }
+        Tls { cert, key, self_signed_if_missing: self_signed, min_version, sni }
+    }
+
+    fn session(&mut self, r: raw::RawSession) -> Session {
+        let name_at = r.cookie_name.as_ref().and_then(at);
+        let cookie_name = self.string(r.cookie_name, "__Host-cloakroom");
+        if !is_token(&cookie_name) {
+            self.err(name_at, "session.cookie_name", format!("{cookie_name:?} is not a cookie name (an RFC 6265 token, e.g. \"__Host-cloakroom\")"));
+        }
+        let idle_at = r.idle_timeout.as_ref().and_then(at);
+        let touch_at = r.touch_interval.as_ref().and_then(at);
+        let idle = self.duration("session.idle_timeout", r.idle_timeout, "30m");
+        let absolute = self.duration("session.absolute_timeout", r.absolute_timeout, "12h");
+        let touch = self.duration("session.touch_interval", r.touch_interval, "60s");
+        if idle > absolute {
+            self.err(idle_at, "session.idle_timeout", "is longer than session.absolute_timeout; it would never apply");
+        }
+        if touch >= idle {
+            self.err(touch_at, "session.touch_interval", "must be shorter than session.idle_timeout");
+        }
+        Session {
+            cookie_name,
+            same_site: self.choice("session.same_site", r.same_site, SameSite::Lax, &[("strict", SameSite::Strict), ("lax", SameSite::Lax), ("none", SameSite::None)]),
+            idle_timeout: idle,
+            absolute_timeout: absolute,
+            persistent: self.flag(r.persistent, false),
+            secret_env: self.string(r.secret_env, "CLOAKROOM_SECRET"),
+            fallback_secrets_env: self.string(r.fallback_secrets_env, "CLOAKROOM_SECRET_FALLBACKS"),
+            secret_file: self.path(r.secret_file, "data/secret.key"),
+            touch_interval: touch,
+            max_sessions: self.count("session.max_sessions", r.max_sessions, 1_000_000, 1, 1 << 32) as usize,
+            max_jar_bytes: self.count("session.max_jar_bytes", r.max_jar_bytes, 65536, 64, 16 << 20) as usize,
+            passive_paths: self.path_list("session.passive_paths", r.passive_paths),
+        }
+    }
+
+    fn store(&mut self, r: raw::RawStore) -> Store {
+        let backend = self.choice("store.backend", r.backend, Backend::Embedded, &[("embedded", Backend::Embedded), ("redis", Backend::Redis), ("memory", Backend::Memory)]);
+        let mut cluster = Vec::new();
+        for u in self.list(r.redis_cluster) {
+            if is_redis_url(u.get_ref()) {
+                cluster.push(u.into_inner());
+            } else {
+                self.err(at(&u), "store.redis_cluster", format!("{:?} is not a Redis URL; expected redis://host:port or rediss://host:port", u.get_ref()));
+            }
+        }
+        let url_at = r.redis_url.as_ref().and_then(at);
+        let redis_url = self.string(r.redis_url, "redis://127.0.0.1:6379/0");
+        if !is_redis_url(&redis_url) {
+            self.err(url_at, "store.redis_url", format!("{redis_url:?} is not a Redis URL; expected redis://host:port/db or rediss://…"));
+        }
+        Store {
+            backend,
+            path: self.path(r.path, "data/sessions.db"),
+            redis_url,
+            redis_cluster: cluster,
+            key_prefix: self.string(r.key_prefix, "cloakroom:"),
+        }
+    }
+
+    fn auth(&mut self, r: raw::RawAuth) -> Auth {
+        let provider_at = r.provider.as_ref().and_then(at);
+        let provider = self.choice("auth.provider", r.provider, Provider::None, &[("none", Provider::None), ("local", Provider::Local), ("upstream", Provider::Upstream), ("oidc", Provider::Oidc)]);
+        let login_paths = match r.login_paths {
+            None => vec!["/login".to_string()],
+            some => self.path_list("auth.login_paths", some),
+        };
+        let issuer_at = r.oidc_issuer.as_ref().and_then(at);
+        let auth = Auth {
+            provider,
+            users_file: self.path(r.users_file, "users.toml"),
+            upstream_login_header: self.header_name("auth.upstream_login_header", r.upstream_login_header, "X-Cloakroom-Login"),
+            upstream_logout_header: self.header_name("auth.upstream_logout_header", r.upstream_logout_header, "X-Cloakroom-Logout"),
+            login_paths,
+            max_failures_per_user: self.count("auth.max_failures_per_user", r.max_failures_per_user, 5, 1, 1_000_000) as u32,
+            max_failures_per_address: self.count("auth.max_failures_per_address", r.max_failures_per_address, 20, 1, 1_000_000) as u32,
+            failure_window: self.duration("auth.failure_window", r.failure_window, "15m"),
+            oidc_issuer: self.string(r.oidc_issuer, ""),
+            oidc_client_id: self.string(r.oidc_client_id, ""),
+            oidc_client_secret_env: self.string(r.oidc_client_secret_env, "CLOAKROOM_OIDC_CLIENT_SECRET"),
+            oidc_scopes: self.list(r.oidc_scopes).into_iter().map(Spanned::into_inner).collect::<Vec<_>>(),
+            oidc_groups_claim: self.string(r.oidc_groups_claim, "groups"),
+        };
+        let mut auth = auth;
+        if auth.oidc_scopes.is_empty() {
+            auth.oidc_scopes = vec!["openid".into(), "email".into(), "profile".into()];
+        }
+        if provider == Provider::Oidc {
+            if !(auth.oidc_issuer.starts_with("https://") || auth.oidc_issuer.starts_with("http://")) {
+                self.err(issuer_at.or(provider_at), "auth.oidc_issuer", "is required with provider = \"oidc\": the issuer URL, e.g. \"https://accounts.example.com\"");
+            }
+            if auth.oidc_client_id.is_empty() {
+                self.err(provider_at, "auth.oidc_client_id", "is required with provider = \"oidc\"");
+            }
+        }
+        auth
+    }
+
+    fn identity(&mut self, r: raw::RawIdentity) -> Identity {
+        let mut strip = Vec::new();
+        for h in self.list(r.strip_from_client) {
+            match HeaderName::from_bytes(h.get_ref().trim().as_bytes()) {
+                Ok(n) => strip.push(n),
+                Err(_) => self.err(at(&h), "identity.strip_from_client", format!("{:?} is not a header name", h.get_ref())),
+            }
+        }
+        let assertion = match r.assertion_header {
+            Some(v) if v.get_ref().is_empty() => None,
+            None => None,
+            some => Some(self.header_name("identity.assertion_header", some, "X-Cloakroom-Assertion")),
+        };
+        Identity {
+            user_header: self.header_name("identity.user_header", r.user_header, "X-Forwarded-User"),
+            email_header: self.header_name("identity.email_header", r.email_header, "X-Forwarded-Email"),
+            groups_header: self.header_name("identity.groups_header", r.groups_header, "X-Forwarded-Groups"),
+            strip_from_client: strip,
+            assertion_header: assertion,
+        }
+    }
+
+    fn csrf(&mut self, r: raw::RawCsrf) -> Csrf {
+        let mode = self.choice("csrf.mode", r.mode, CsrfMode::Origin, &[("origin", CsrfMode::Origin), ("off", CsrfMode::Off)]);
+        let mut origins = Vec::new();
+        for o in self.list(r.allowed_origins) {
+            match normalise_origin(o.get_ref()) {
+                Some(n) => origins.push(n),
+                None => self.err(at(&o), "csrf.allowed_origins", format!("{:?} is not an origin; expected scheme://host[:port] with no path", o.get_ref())),
+            }
+        }
+        Csrf { mode, allowed_origins: origins }
+    }
+
+    fn routes(&mut self, routes: Vec<Spanned<raw::RawRoute>>) -> Vec<Route> {
+        if routes.is_empty() {
+            self.err(None, "route", "at least one [[route]] with an upstream is required");
+        }
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for (i, r) in routes.into_iter().enumerate() {
+            let pos = at(&r);
+            let r = r.into_inner();
+            let k = format!("route[{i}]");
+            let host_at = r.host.as_ref().and_then(at);
+            let host_text = self.string(r.host, "");
+            let host = host_pattern(&host_text).unwrap_or_else(|| {
+                self.err(host_at, &format!("{k}.host"), format!("{host_text:?} is not a host; expected \"\", \"app.example.com\" or \"*.example.com\""));
+                HostPattern::Any
+            });
+            let prefix_at = r.path_prefix.as_ref().and_then(at);
+            let prefix_text = self.string(r.path_prefix, "/");
+            let path_prefix = match crate::proxy::path::normalise_prefix(&prefix_text) {
+                Some(p) => p,
+                None => {
+                    self.err(prefix_at, &format!("{k}.path_prefix"), format!("{prefix_text:?} is not a path prefix; it must start with '/'"));
+                    "/".to_string()
+                }
+            };
+            let upstream = match &r.upstream {
+                None => {
+                    self.err(pos, &format!("{k}.upstream"), "is required: e.g. \"http://127.0.0.1:5000\"");
+                    None
+                }
+                Some(u) => {
+                    let parsed = parse_upstream(u.get_ref());
+                    if parsed.is_none() {
+                        self.err(at(u), &format!("{k}.upstream"), format!("{:?} is not an upstream; expected http://host:port with no path (upstreams speak plain HTTP/1.1)", u.get_ref()));
+                    }
+                    parsed
+                }
+            };
+            if !seen.insert((host.clone(), path_prefix.clone())) {
+                self.err(prefix_at.or(pos), &format!("{k}.path_prefix"), format!("another route already has host {host_text:?} and path_prefix {path_prefix:?}; each pair must be unique"));
+            }
+            let upstream_url = r.upstream.map(Spanned::into_inner).unwrap_or_default();
+            out.push(Route {
+                index: i,
+                name: format!("{host_text}{path_prefix}"),
+                host,
+                path_prefix,
+                upstream: upstream.unwrap_or_else(|| Authority::from_static("127.0.0.1:5000")),
+                upstream_url,
+                auth: self.choice(&format!("{k}.auth"), r.auth, RouteAuth::None, &[("required", RouteAuth::Required), ("optional", RouteAuth::Optional), ("none", RouteAuth::None)]),
+                public_paths: self.path_list(&format!("{k}.public_paths"), r.public_paths),
+                cookies: self.choice(&format!("{k}.cookies"), r.cookies, CookieMode::Jar, &[("jar", CookieMode::Jar), ("passthrough", CookieMode::Passthrough)]),
+                passthrough_cookies: self.cookie_names(&format!("{k}.passthrough_cookies"), r.passthrough_cookies),
+                script_readable_cookies: self.cookie_names(&format!("{k}.script_readable_cookies"), r.script_readable_cookies),
+                preserve_host: self.flag(r.preserve_host, false),
+            });
+        }
+        out
+    }
+}
+
+/// RFC 6265 cookie-name token: visible ASCII minus separators.
+pub(crate) fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes().all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b))
+}
+
+fn is_redis_url(s: &str) -> bool {
+    s.starts_with("redis://") || s.starts_with("rediss://") || s.starts_with("redis+unix://") || s.starts_with("unix://")
+}
+
+/// `""` → any; `*.example.com` → wildcard; a DNS name → exact. Lower-cased.
+pub(crate) fn host_pattern(s: &str) -> Option<HostPattern> {
+    let s = s.trim().to_ascii_lowercase();
+    if s.is_empty() {
+        return Some(HostPattern::Any);
+    }
+    let (wild, name) = match s.strip_prefix("*.") {
+        Some(rest) => (true, rest.to_string()),
+        None => (false, s.clone()),
+    };
+    let ok = !name.is_empty()
+        && name.split('.').all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+    match (ok, wild) {
+        (false, _) => None,
+        (true, true) => Some(HostPattern::Wildcard(format!(".{name}"))),
+        (true, false) => Some(HostPattern::Exact(name)),
+    }
+}
+
+fn parse_upstream(s: &str) -> Option<Authority> {
+    let uri: Uri = s.trim().parse().ok()?;
+    if uri.scheme_str() != Some("http") {
+        return None;
+    }
+    let path_ok = matches!(uri.path(), "" | "/") && uri.query().is_none();
+    let auth = uri.authority()?.clone();
+    (path_ok && !auth.as_str().contains('@')).then_some(auth)
+}
+
+/// `scheme://host[:port]`, lower-cased, or `None` when not an origin.
+pub(crate) fn normalise_origin(s: &str) -> Option<String> {
+    let uri: Uri = s.trim().parse().ok()?;
+    let scheme = uri.scheme_str()?;
+    if !(scheme == "http" || scheme == "https") || !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+        return None;
+    }
+    Some(format!("{scheme}://{}", uri.authority()?.as_str().to_ascii_lowercase()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors(text: &str) -> Vec<String> {
+        match Config::parse(Path::new("/nonexistent/proxy.toml"), text) {
+            Ok(_) => vec![],
+            Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    const ROUTE: &str = "[[route]]\nupstream = \"http://127.0.0.1:5000\"\n";
+
+    #[test]
+    fn minimal_config_is_valid_with_spec_defaults() {
+        let c = Config::parse(Path::new("/x/proxy.toml"), ROUTE).unwrap();
+        assert_eq!(c.server.listen.to_string(), "0.0.0.0:8443");
+        assert_eq!(c.session.cookie_name, "__Host-cloakroom");
+        assert_eq!(c.session.idle_timeout, Duration::from_secs(1800));
+        assert_eq!(c.routes[0].path_prefix, "/");
+        assert_eq!(c.tls.cert, PathBuf::from("/x/certs/cert.pem"));
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_key() {
+        let e = errors(&format!("[server]\nlisten = \"0.0.0.0:1\"\nbogus = 1\n{ROUTE}"));
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].contains(":3: server.bogus:"), "{e:?}");
+        assert!(e[0].contains("unknown field"), "{e:?}");
+    }
+
+    #[test]
+    fn every_semantic_error_is_collected() {
+        let text = format!("[server]\nrequest_header_timeout = \"soon\"\ntrusted_proxies = [\"10.0.0.0/33\"]\n[session]\nsame_site = \"sometimes\"\n{ROUTE}[[route]]\npath_prefix = \"/api\"\n");
+        let e = errors(&text);
+        assert!(e.iter().any(|e| e.contains(":2: server.request_header_timeout:")), "{e:?}");
+        assert!(e.iter().any(|e| e.contains(":3: server.trusted_proxies:")), "{e:?}");
+        assert!(e.iter().any(|e| e.contains(":5: session.same_site:") && e.contains("\"lax\"")), "{e:?}");
+        assert!(e.iter().any(|e| e.contains("route[1].upstream: is required")), "{e:?}");
+    }
+
+    #[test]
+    fn duplicate_routes_are_an_error() {
+        let e = errors(&format!("{ROUTE}{ROUTE}"));
+        assert!(e.iter().any(|e| e.contains("route[1].path_prefix") && e.contains("unique")), "{e:?}");
+        let e = errors(&format!("{ROUTE}[[route]]\npath_prefix = \"/app/\"\nupstream = \"http://a:1\"\n[[route]]\npath_prefix = \"/app\"\nupstream = \"http://a:1\"\n"));
+        assert_eq!(e.len(), 1, "{e:?}");
+    }
+
+    #[test]
+    fn no_route_is_an_error() {
+        assert!(errors("")[0].contains("route"));
+    }
+
+    #[test]
+    fn upstream_must_be_plain_http_authority() {
+        for bad in ["https://a:1", "http://a:1/base", "a:1", "http://u@a:1"] {
+            let e = errors(&format!("[[route]]\nupstream = \"{bad}\"\n"));
+            assert!(e.iter().any(|e| e.contains(":2: route[0].upstream")), "{bad}: {e:?}");
+        }
+    }
+
+    #[test]
+    fn missing_cert_without_self_signed_is_an_error() {
+        let e = errors(&format!("[tls]\ncert = \"nope.pem\"\nself_signed_if_missing = false\n{ROUTE}"));
+        assert!(e.iter().any(|e| e.contains("tls.cert") && e.contains("does not exist")), "{e:?}");
+    }
+
+    #[test]
+    fn host_patterns() {
+        assert_eq!(host_pattern(""), Some(HostPattern::Any));
+        assert_eq!(host_pattern("App.Example.com"), Some(HostPattern::Exact("app.example.com".into())));
+        assert_eq!(host_pattern("*.example.com"), Some(HostPattern::Wildcard(".example.com".into())));
+        assert_eq!(host_pattern("a b"), None);
+        assert_eq!(host_pattern("*."), None);
+    }
+
+    #[test]
+    fn bad_cookie_name_is_an_error() {
+        let e = errors(&format!("[session]\ncookie_name = \"a;b\"\n{ROUTE}"));
+        assert!(e[0].contains(":2: session.cookie_name"), "{e:?}");
+    }
+}

@@ -1,0 +1,22 @@
+//! cloakroom: a reverse proxy that terminates TLS and sessions in front of
+//! unmodified web applications.
+//!
+//! # Layout
+//!
+//! The modules follow a request's journey:
+//! [`server`] accepts connections and runs TLS ([`tls`]) and HTTP/1.1 or
+//! HTTP/2; [`proxy`] holds the per-request phases — route, forward over the
+//! pooled [`upstream`] client, rewrite the response. [`config`] turns
+//! `proxy.toml` into a validated [`config::Config`] once; [`app`] assembles
+//! the pieces, reloads and drains; [`cli`] and [`telemetry`] are the edges.
+
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod proxy;
+pub mod server;
+pub mod telemetry;
+pub mod tls;
+pub mod upstream;

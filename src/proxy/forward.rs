@@ -1,0 +1,68 @@
+//! Builds the upstream request: hop-by-hop headers out, `X-Forwarded-*` and
+//! `Host` in, the normalised path and the query as the target, HTTP/1.1.
+
+use http::header::{self, HeaderValue};
+use http::uri::{PathAndQuery, Scheme, Uri};
+use http::{Request, Version};
+use hyper::body::Incoming;
+
+use super::headers;
+use super::{ConnInfo, ProxyError, Target};
+use crate::config::Route;
+
+pub struct Forward<'a> {
+    pub route: &'a Route,
+    pub target: &'a Target<'a>,
+    pub conn: &'a ConnInfo,
+    pub trusted_peer: bool,
+    pub websocket: bool,
+}
+
+impl Forward<'_> {
+    pub fn build(&self, req: Request<Incoming>) -> Result<Request<Incoming>, ProxyError> {
+        let (mut parts, body) = req.into_parts();
+        let client_host = client_host(&parts.uri, &parts.headers);
+        let h = &mut parts.headers;
+        headers::strip_hop_by_hop(h);
+        // hyper re-derives framing from the body it decoded; a client's own
+        // Content-Length must not travel next to a different framing.
+        h.remove(header::CONTENT_LENGTH);
+        headers::join_cookie_fields(h);
+        headers::set_forwarded(h, self.conn.peer.ip(), self.trusted_peer, client_host.as_ref());
+        let host = match (&client_host, self.route.preserve_host) {
+            (Some(host), true) => host.clone(),
+            _ => HeaderValue::from_str(self.route.upstream.as_str()).expect("an authority is a valid header value"),
+        };
+        h.insert(header::HOST, host);
+        if self.websocket {
+            h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        }
+        parts.uri = self.upstream_uri()?;
+        parts.version = Version::HTTP_11;
+        Ok(Request::from_parts(parts, body))
+    }
+
+    fn upstream_uri(&self) -> Result<Uri, ProxyError> {
+        let pq = match self.target.query {
+            Some(q) => PathAndQuery::try_from(format!("{}?{}", self.target.path, q)),
+            None => PathAndQuery::try_from(self.target.path.as_ref()),
+        }
+        .map_err(|_| ProxyError::BadRequest("invalid request target"))?;
+        Uri::builder()
+            .scheme(Scheme::HTTP)
+            .authority(self.route.upstream.clone())
+            .path_and_query(pq)
+            .build()
+            .map_err(|_| ProxyError::BadRequest("invalid request target"))
+    }
+}
+
+/// The host the client asked for: the URI authority (HTTP/2, absolute-form)
+/// or the `Host` header.
+pub fn client_host(uri: &Uri, headers: &http::HeaderMap) -> Option<HeaderValue> {
+    match uri.authority() {
+        Some(a) => HeaderValue::from_str(a.as_str()).ok(),
+        None => headers.get(header::HOST).cloned(),
+    }
+}

@@ -1,0 +1,177 @@
+//! Header operations as small pure functions, applied in both directions.
+
+use std::net::IpAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1, plus the common non-standard ones).
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::PROXY_AUTHORIZATION,
+];
+
+pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// Removes hop-by-hop headers, including every header a `Connection` value
+/// names (RFC 9110 §7.6.1). Call it before the proxy adds its own headers, so
+/// a `Connection` token can never remove one of those.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if headers.contains_key(header::CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
+    }
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// True when a comma-separated header holds `token` (ASCII case-insensitive).
+pub fn has_token(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// Sets `X-Forwarded-For/-Proto/-Host` (SPEC §9.2). From a trusted peer the
+/// client's `X-Forwarded-For` is appended to and `-Proto`/`-Host` are kept
+/// when present; from any other peer all three are replaced.
+pub fn set_forwarded(headers: &mut HeaderMap, peer: IpAddr, trusted: bool, host: Option<&HeaderValue>) {
+    let peer_text = peer.to_string();
+    let xff = match headers.get(&X_FORWARDED_FOR).filter(|_| trusted) {
+        Some(prev) if !prev.is_empty() => {
+            let mut v = Vec::with_capacity(prev.len() + 2 + peer_text.len());
+            // Several XFF fields are one list: join them in order.
+            for (i, part) in headers.get_all(&X_FORWARDED_FOR).iter().enumerate() {
+                if i > 0 {
+                    v.extend_from_slice(b", ");
+                }
+                v.extend_from_slice(part.as_bytes());
+            }
+            v.extend_from_slice(b", ");
+            v.extend_from_slice(peer_text.as_bytes());
+            HeaderValue::from_bytes(&v).ok()
+        }
+        _ => None,
+    };
+    let xff = xff.unwrap_or_else(|| HeaderValue::from_str(&peer_text).expect("an IP address is a valid header value"));
+    headers.insert(&X_FORWARDED_FOR, xff);
+    if !(trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
+        headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("https"));
+    }
+    if !(trusted && headers.contains_key(&X_FORWARDED_HOST)) {
+        match host {
+            Some(h) => headers.insert(&X_FORWARDED_HOST, h.clone()),
+            None => headers.remove(&X_FORWARDED_HOST),
+        };
+    }
+}
+
+/// Joins several `Cookie` fields (HTTP/2 clients split them) into one, with
+/// `"; "` (RFC 9113 §8.2.3), for the HTTP/1.1 upstream.
+pub fn join_cookie_fields(headers: &mut HeaderMap) {
+    let mut fields = headers.get_all(header::COOKIE).iter();
+    if fields.next().is_none() || fields.next().is_none() {
+        return;
+    }
+    let mut joined = Vec::new();
+    for (i, v) in headers.get_all(header::COOKIE).iter().enumerate() {
+        if i > 0 {
+            joined.extend_from_slice(b"; ");
+        }
+        joined.extend_from_slice(v.as_bytes());
+    }
+    if let Ok(v) = HeaderValue::from_bytes(&joined) {
+        headers.insert(header::COOKIE, v);
+    }
+}
+
+/// Total bytes of header names and values, for `max_request_header_bytes`.
+pub fn size(headers: &HeaderMap) -> usize {
+    headers.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        for (k, v) in pairs {
+            m.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+        }
+        m
+    }
+
+    #[test]
+    fn hop_by_hop_and_connection_named_headers_go() {
+        let mut h = map(&[
+            ("connection", "close, X-Secret, x-forwarded-for"),
+            ("x-secret", "1"),
+            ("keep-alive", "timeout=5"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "h2c"),
+            ("x-keep", "yes"),
+            ("x-forwarded-for", "1.2.3.4"),
+        ]);
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-keep"));
+        // The proxy's own headers are set afterwards, so the token cannot remove them.
+        set_forwarded(&mut h, "10.0.0.1".parse().unwrap(), false, None);
+        assert_eq!(h["x-forwarded-for"], "10.0.0.1");
+    }
+
+    #[test]
+    fn untrusted_peer_replaces_all_three() {
+        let mut h = map(&[("x-forwarded-for", "6.6.6.6"), ("x-forwarded-proto", "http"), ("x-forwarded-host", "evil")]);
+        let host = HeaderValue::from_static("app.test");
+        set_forwarded(&mut h, "127.0.0.1".parse().unwrap(), false, Some(&host));
+        assert_eq!(h["x-forwarded-for"], "127.0.0.1");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["x-forwarded-host"], "app.test");
+    }
+
+    #[test]
+    fn trusted_peer_appends_and_keeps() {
+        let mut h = map(&[("x-forwarded-for", "1.1.1.1"), ("x-forwarded-for", "2.2.2.2"), ("x-forwarded-proto", "http")]);
+        let host = HeaderValue::from_static("app.test");
+        set_forwarded(&mut h, "127.0.0.1".parse().unwrap(), true, Some(&host));
+        assert_eq!(h["x-forwarded-for"], "1.1.1.1, 2.2.2.2, 127.0.0.1");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-forwarded-host"], "app.test");
+    }
+
+    #[test]
+    fn cookie_fields_are_joined() {
+        let mut h = map(&[("cookie", "a=1"), ("cookie", "b=2")]);
+        join_cookie_fields(&mut h);
+        assert_eq!(h.get_all("cookie").iter().count(), 1);
+        assert_eq!(h["cookie"], "a=1; b=2");
+    }
+
+    #[test]
+    fn tokens() {
+        let h = map(&[("connection", "keep-alive, Upgrade")]);
+        assert!(has_token(&h, &header::CONNECTION, "upgrade"));
+        assert!(!has_token(&h, &header::CONNECTION, "close"));
+    }
+}

@@ -1,0 +1,125 @@
+//! Route selection (SPEC §3): the most specific host class that has a route
+//! matching the path wins (exact, then `*.` wildcard — longest suffix first —
+//! then any host), and within it the longest matching `path_prefix`.
+
+use std::collections::HashMap;
+
+use crate::config::{HostPattern, Route};
+
+use super::path::prefix_matches;
+
+/// Routes indexed by host class; built once per config load.
+#[derive(Debug)]
+pub struct RouteTable {
+    routes: Vec<Route>,
+    exact: HashMap<String, Vec<usize>>,
+    /// `(".example.com", routes)`, longest suffix first.
+    wildcard: Vec<(String, Vec<usize>)>,
+    any: Vec<usize>,
+}
+
+impl RouteTable {
+    pub fn new(routes: &[Route]) -> Self {
+        let mut exact: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut wildcard: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut any = Vec::new();
+        for (i, r) in routes.iter().enumerate() {
+            match &r.host {
+                HostPattern::Exact(h) => exact.entry(h.clone()).or_default().push(i),
+                HostPattern::Wildcard(s) => wildcard.entry(s.clone()).or_default().push(i),
+                HostPattern::Any => any.push(i),
+            }
+        }
+        let by_prefix_len = |v: &mut Vec<usize>| v.sort_by_key(|&i| std::cmp::Reverse(routes[i].path_prefix.len()));
+        exact.values_mut().for_each(by_prefix_len);
+        let mut wildcard: Vec<_> = wildcard.into_iter().collect();
+        wildcard.iter_mut().for_each(|(_, v)| by_prefix_len(v));
+        wildcard.sort_by_key(|(s, _)| std::cmp::Reverse(s.len()));
+        by_prefix_len(&mut any);
+        Self { routes: routes.to_vec(), exact, wildcard, any }
+    }
+
+    /// The route for a host (any case, port ignored) and normalised path.
+    pub fn select(&self, host: &str, path: &str) -> Option<&Route> {
+        let host = strip_port(host);
+        let lower;
+        let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+            lower = host.to_ascii_lowercase();
+            lower.as_str()
+        } else {
+            host
+        };
+        let candidates = self
+            .exact
+            .get(host)
+            .into_iter()
+            .chain(self.wildcard.iter().filter(|(s, _)| host.len() > s.len() && host.ends_with(s.as_str())).map(|(_, v)| v))
+            .chain(std::iter::once(&self.any));
+        for group in candidates {
+            if let Some(&i) = group.iter().find(|&&i| prefix_matches(&self.routes[i].path_prefix, path)) {
+                return Some(&self.routes[i]);
+            }
+        }
+        None
+    }
+}
+
+/// `example.com:8443` → `example.com`; `[::1]:8443` → `[::1]`.
+pub fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.find(']').map(|i| &host[..=i]).unwrap_or(host);
+    }
+    match host.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use std::path::Path;
+
+    fn table(routes: &[(&str, &str, &str)]) -> RouteTable {
+        let mut text = String::new();
+        for (host, prefix, up) in routes {
+            text.push_str(&format!("[[route]]\nhost = \"{host}\"\npath_prefix = \"{prefix}\"\nupstream = \"http://{up}\"\n"));
+        }
+        RouteTable::new(&Config::parse(Path::new("/x/p.toml"), &text).unwrap().routes)
+    }
+
+    fn pick(t: &RouteTable, host: &str, path: &str) -> Option<String> {
+        t.select(host, path).map(|r| r.upstream.to_string())
+    }
+
+    #[test]
+    fn host_class_precedence_then_longest_prefix() {
+        let t = table(&[
+            ("", "/", "any:1"),
+            ("", "/api", "anyapi:1"),
+            ("*.example.com", "/", "wild:1"),
+            ("*.b.example.com", "/", "wildb:1"),
+            ("app.example.com", "/admin", "exactadmin:1"),
+        ]);
+        assert_eq!(pick(&t, "app.example.com", "/admin/x").unwrap(), "exactadmin:1");
+        // The exact class has no route for "/", so the wildcard class wins.
+        assert_eq!(pick(&t, "APP.example.com:8443", "/").unwrap(), "wild:1");
+        assert_eq!(pick(&t, "x.b.example.com", "/").unwrap(), "wildb:1");
+        assert_eq!(pick(&t, "example.com", "/api/v1").unwrap(), "anyapi:1");
+        assert_eq!(pick(&t, "other", "/apiary").unwrap(), "any:1");
+    }
+
+    #[test]
+    fn no_match_is_none() {
+        let t = table(&[("a.test", "/", "a:1")]);
+        assert!(t.select("b.test", "/").is_none());
+    }
+
+    #[test]
+    fn ports_are_ignored() {
+        assert_eq!(strip_port("a:1"), "a");
+        assert_eq!(strip_port("[::1]:8443"), "[::1]");
+        assert_eq!(strip_port("a"), "a");
+    }
+}

@@ -1,0 +1,51 @@
+//! Upgrades (SPEC §9.3): HTTP/1.1 websocket is tunnelled; `CONNECT` and any
+//! other `Upgrade` (h2c among them) are refused.
+
+use http::{header, Method, Request, Version};
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use tokio::sync::watch;
+
+use super::headers::has_token;
+use super::ProxyError;
+
+/// Whether a request asks for a websocket tunnel; errors for refused kinds.
+pub fn classify<B>(req: &Request<B>) -> Result<bool, ProxyError> {
+    if req.method() == Method::CONNECT {
+        return Err(ProxyError::MethodNotAllowed);
+    }
+    let Some(up) = req.headers().get(header::UPGRADE) else { return Ok(false) };
+    let websocket = up.as_bytes().eq_ignore_ascii_case(b"websocket")
+        && req.version() == Version::HTTP_11
+        && req.method() == Method::GET
+        && has_token(req.headers(), &header::CONNECTION, "upgrade");
+    if websocket {
+        Ok(true)
+    } else {
+        Err(ProxyError::UpgradeRefused)
+    }
+}
+
+/// Joins the client and upstream sides of an upgraded connection until
+/// either side closes or `stop` turns true.
+pub fn tunnel(client: OnUpgrade, upstream: OnUpgrade, mut stop: watch::Receiver<bool>) {
+    tokio::spawn(async move {
+        let (client, upstream) = match tokio::try_join!(client, upstream) {
+            Ok(pair) => pair,
+            Err(e) => {
+                tracing::debug!(error = %e, "websocket upgrade did not complete");
+                return;
+            }
+        };
+        let mut client = TokioIo::new(client);
+        let mut upstream = TokioIo::new(upstream);
+        tokio::select! {
+            r = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {
+                if let Err(e) = r {
+                    tracing::debug!(error = %e, "websocket tunnel ended with an error");
+                }
+            }
+            _ = stop.wait_for(|s| *s) => tracing::debug!("websocket tunnel closed by the proxy"),
+        }
+    });
+}

@@ -1,0 +1,56 @@
+//! The plain-HTTP listener (`server.redirect_http`): every request gets 308 to
+//! the same host, path and query over https, on the HTTPS listen port (left
+//! out when it is 443).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode};
+use http_body::Body;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use super::conn::{drive, http1_builder, Activity};
+use super::Drain;
+use crate::app::Shared;
+use crate::proxy::error::plain;
+use crate::proxy::route::strip_port;
+use crate::proxy::ProxyBody;
+
+pub(super) async fn serve(tcp: TcpStream, shared: Arc<Shared>, drain: Drain) {
+    let _guard = drain.track();
+    let server = shared.state().config.server.clone();
+    let activity = Arc::new(Activity::default());
+    let io = TokioIo::new(super::conn::Tracked { inner: tcp, activity: activity.clone() });
+    let svc = service_fn(move |req: Request<Incoming>| {
+        let shared = shared.clone();
+        async move { Ok::<_, Infallible>(redirect(&shared, &req)) }
+    });
+    let conn = http1_builder(&server).serve_connection(io, svc);
+    drive(conn, &activity, server.client_idle_timeout, drain.subscribe()).await;
+}
+
+fn redirect(shared: &Shared, req: &Request<Incoming>) -> Response<ProxyBody> {
+    let port = shared.state().config.server.listen.port();
+    let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).map(strip_port);
+    let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    let location = host.filter(|h| !h.is_empty()).and_then(|host| {
+        let loc = if port == 443 { format!("https://{host}{target}") } else { format!("https://{host}:{port}{target}") };
+        HeaderValue::from_str(&loc).ok()
+    });
+    let mut resp = match location {
+        Some(loc) => {
+            let mut r = plain(StatusCode::PERMANENT_REDIRECT, "Permanent Redirect");
+            r.headers_mut().insert(header::LOCATION, loc);
+            r
+        }
+        None => plain(StatusCode::BAD_REQUEST, "Bad Request: missing Host"),
+    };
+    if !req.body().is_end_stream() {
+        resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
+}
