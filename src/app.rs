@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -58,15 +59,22 @@ pub struct Shared {
     state: ArcSwap<State>,
     /// Turns true when websocket tunnels must close (shutdown).
     closing: watch::Sender<bool>,
+    /// The port the HTTPS listener is bound to (redirects point at it).
+    https_port: AtomicU16,
 }
 
 impl Shared {
     pub fn new(state: State) -> Arc<Self> {
-        Arc::new(Shared { state: ArcSwap::from_pointee(state), closing: watch::channel(false).0 })
+        let port = state.config.server.listen.port();
+        Arc::new(Shared { state: ArcSwap::from_pointee(state), closing: watch::channel(false).0, https_port: AtomicU16::new(port) })
     }
 
     pub fn state(&self) -> Arc<State> {
         self.state.load_full()
+    }
+
+    pub fn https_port(&self) -> u16 {
+        self.https_port.load(Ordering::Relaxed)
     }
 
     pub fn closing(&self) -> watch::Receiver<bool> {
@@ -159,6 +167,9 @@ pub async fn serve(shared: Arc<Shared>, listeners: Listeners, stop: impl std::fu
         }
     };
     log_addr("https", &listeners.https);
+    if let Ok(addr) = listeners.https.local_addr() {
+        shared.https_port.store(addr.port(), Ordering::Relaxed);
+    }
     tokio::spawn(server::accept_https(listeners.https, shared.clone(), limit.clone(), drain.clone()));
     if let Some(r) = listeners.redirect {
         log_addr("redirect", &r);

@@ -34,7 +34,7 @@ pub(super) async fn serve(tcp: TcpStream, shared: Arc<Shared>, drain: Drain) {
 }
 
 fn redirect(shared: &Shared, req: &Request<Incoming>) -> Response<ProxyBody> {
-    let port = shared.state().config.server.listen.port();
+    let port = shared.https_port();
     let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).map(strip_port);
     let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
     let location = host.filter(|h| !h.is_empty()).and_then(|host| {
