@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The whole test suite. Installs what it needs that a fresh machine lacks
+# (a Python venv with Flask under target/), then runs formatting, lints,
+# the dependency policy check and every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+venv=target/venv
+if ! "$venv/bin/python" -c "import flask" 2>/dev/null; then
+  echo "== installing Flask into $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check flask
+fi
+export CLOAKROOM_TEST_PYTHON="$PWD/$venv/bin/python"
+
+echo "== cargo fmt"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --all-targets --quiet -- -D warnings
+echo "== dependency policy (no aws-lc, no OpenSSL)"
+for banned in aws-lc-sys openssl-sys; do
+  if cargo tree -i "$banned" >/dev/null 2>&1; then
+    echo "dependency policy: $banned is in the tree" >&2
+    exit 1
+  fi
+done
+echo "== cargo test"
+cargo test --all-targets
