@@ -12,8 +12,12 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
 use crate::config::{Config, LoadError};
+use crate::identity::IdentityHeaders;
 use crate::proxy::route::RouteTable;
 use crate::server::{self, Drain};
+use crate::session::codec::KeyError;
+use crate::session::{Keyring, Manager};
+use crate::store::{OpenError, Store};
 use crate::tls::{self, TlsError};
 use crate::upstream::Upstream;
 
@@ -29,9 +33,16 @@ pub enum AppError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Store(#[from] OpenError),
+    #[error("session keys: {0}")]
+    Keys(#[from] KeyError),
     #[error("cannot install signal handlers: {0}")]
     Signals(#[source] std::io::Error),
 }
+
+/// How often ended sessions are purged from the store (SPEC §7.3, §10).
+const PURGE_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// Everything a request needs that a reload may replace, swapped whole.
 #[derive(Debug)]
@@ -40,6 +51,7 @@ pub struct State {
     pub routes: RouteTable,
     pub tls: Arc<ServerConfig>,
     pub upstream: Upstream,
+    pub identity: IdentityHeaders,
 }
 
 impl State {
@@ -49,6 +61,7 @@ impl State {
             routes: RouteTable::new(&config.routes),
             tls: tls::server_config(&config.tls)?,
             upstream: Upstream::new(&config.server),
+            identity: IdentityHeaders::new(&config),
             config: Arc::new(config),
         })
     }
@@ -57,6 +70,8 @@ impl State {
 /// Shared by every connection for the life of the process.
 pub struct Shared {
     state: ArcSwap<State>,
+    /// Sessions outlive reloads: the store and keys are opened once.
+    pub sessions: Arc<Manager>,
     /// Turns true when websocket tunnels must close (shutdown).
     closing: watch::Sender<bool>,
     /// The port the HTTPS listener is bound to (redirects point at it).
@@ -64,9 +79,14 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(state: State) -> Arc<Self> {
+    pub fn new(state: State, sessions: Manager) -> Arc<Self> {
         let port = state.config.server.listen.port();
-        Arc::new(Shared { state: ArcSwap::from_pointee(state), closing: watch::channel(false).0, https_port: AtomicU16::new(port) })
+        Arc::new(Shared {
+            state: ArcSwap::from_pointee(state),
+            sessions: Arc::new(sessions),
+            closing: watch::channel(false).0,
+            https_port: AtomicU16::new(port),
+        })
     }
 
     pub fn state(&self) -> Arc<State> {
@@ -90,11 +110,19 @@ impl Shared {
         tls::ensure_default_cert(&config.tls)?;
         let next = State::build(config)?;
         let (old, new) = (&current.config.server, &next.config.server);
-        if old.listen != new.listen || old.redirect_http != new.redirect_http || old.max_connections != new.max_connections {
-            tracing::warn!("listen addresses and max_connections changed; they apply at the next restart");
+        if old.listen != new.listen
+            || old.redirect_http != new.redirect_http
+            || old.max_connections != new.max_connections
+        {
+            tracing::warn!(
+                "listen addresses and max_connections changed; they apply at the next restart"
+            );
         }
         self.state.store(Arc::new(next));
-        tracing::info!(routes = current.config.routes.len(), "configuration reloaded");
+        tracing::info!(
+            routes = current.config.routes.len(),
+            "configuration reloaded"
+        );
         Ok(())
     }
 
@@ -113,7 +141,11 @@ pub struct Listeners {
 
 impl Listeners {
     pub async fn bind(config: &Config) -> Result<Listeners, AppError> {
-        let bind = |addr: SocketAddr| async move { TcpListener::bind(addr).await.map_err(|source| AppError::Bind { addr, source }) };
+        let bind = |addr: SocketAddr| async move {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| AppError::Bind { addr, source })
+        };
         Ok(Listeners {
             https: bind(config.server.listen).await?,
             redirect: match config.server.redirect_http {
@@ -137,8 +169,12 @@ pub async fn run(config_path: &Path) -> Result<(), AppError> {
         tracing::warn!(cert = %config.tls.cert.display(), "generated a self-signed certificate for localhost; browsers will warn until you provide a real one");
     }
     let state = State::build(config)?;
+    let sessions = Manager::new(
+        Store::open(&state.config)?,
+        Keyring::load(&state.config.session)?,
+    );
     let listeners = Listeners::bind(&state.config).await?;
-    let shared = Shared::new(state);
+    let shared = Shared::new(state, sessions);
     let signals = {
         let shared = shared.clone();
         async move {
@@ -157,7 +193,11 @@ pub async fn run(config_path: &Path) -> Result<(), AppError> {
 
 /// Serves on bound listeners until `stop` completes, then drains in-flight
 /// requests for up to `server.shutdown_grace`.
-pub async fn serve(shared: Arc<Shared>, listeners: Listeners, stop: impl std::future::Future<Output = ()>) {
+pub async fn serve(
+    shared: Arc<Shared>,
+    listeners: Listeners,
+    stop: impl std::future::Future<Output = ()>,
+) {
     let state = shared.state();
     let limit = Arc::new(Semaphore::new(state.config.server.max_connections));
     let drain = Drain::new();
@@ -170,11 +210,22 @@ pub async fn serve(shared: Arc<Shared>, listeners: Listeners, stop: impl std::fu
     if let Ok(addr) = listeners.https.local_addr() {
         shared.https_port.store(addr.port(), Ordering::Relaxed);
     }
-    tokio::spawn(server::accept_https(listeners.https, shared.clone(), limit.clone(), drain.clone()));
+    tokio::spawn(server::accept_https(
+        listeners.https,
+        shared.clone(),
+        limit.clone(),
+        drain.clone(),
+    ));
     if let Some(r) = listeners.redirect {
         log_addr("redirect", &r);
-        tokio::spawn(server::accept_redirect(r, shared.clone(), limit.clone(), drain.clone()));
+        tokio::spawn(server::accept_redirect(
+            r,
+            shared.clone(),
+            limit.clone(),
+            drain.clone(),
+        ));
     }
+    shared.sessions.spawn_purge(PURGE_EVERY);
     drop(state);
     stop.await;
     let grace = shared.state().config.server.shutdown_grace;
@@ -182,7 +233,10 @@ pub async fn serve(shared: Arc<Shared>, listeners: Listeners, stop: impl std::fu
     let left = drain.shutdown(grace).await;
     shared.closing.send_replace(true);
     if left > 0 {
-        tracing::warn!(connections = left, "shutdown grace ended; closing remaining connections");
+        tracing::warn!(
+            connections = left,
+            "shutdown grace ended; closing remaining connections"
+        );
     }
     tracing::info!("stopped");
 }

@@ -11,7 +11,11 @@ use ring::rand::{SecureRandom, SystemRandom};
 use crate::config::Config;
 
 #[derive(Debug, Parser)]
-#[command(name = "cloakroom", version, about = "A reverse proxy that terminates TLS and sessions")]
+#[command(
+    name = "cloakroom",
+    version,
+    about = "A reverse proxy that terminates TLS and sessions"
+)]
 pub struct Cli {
     /// Configuration file.
     #[arg(long, global = true, value_name = "PATH")]
@@ -48,7 +52,8 @@ pub fn check(path: &std::path::Path) -> i32 {
         }
     };
     // Certificates that exist must load; missing ones are generated at start.
-    let generated = config.tls.self_signed_if_missing && !config.tls.cert.exists() && !config.tls.key.exists();
+    let generated =
+        config.tls.self_signed_if_missing && !config.tls.cert.exists() && !config.tls.key.exists();
     if !generated {
         if let Err(e) = crate::tls::server_config(&config.tls) {
             eprintln!("{}: tls: {e}", path.display());

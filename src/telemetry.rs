@@ -61,14 +61,25 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
-    fn format_event(&self, _ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
+    fn format_event(
+        &self,
+        _ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
         let meta = event.metadata();
         let mut map = Map::new();
-        map.insert("time".into(), Value::String(humantime::format_rfc3339_millis(SystemTime::now()).to_string()));
-        map.insert("level".into(), Value::String(meta.level().as_str().to_string()));
+        map.insert(
+            "time".into(),
+            Value::String(humantime::format_rfc3339_millis(SystemTime::now()).to_string()),
+        );
+        map.insert(
+            "level".into(),
+            Value::String(meta.level().as_str().to_string()),
+        );
         map.insert("target".into(), Value::String(meta.target().to_string()));
         event.record(&mut JsonVisitor(&mut map));
-        if meta.target() == "access" {
+        if meta.target() == "access" || meta.target() == "audit" {
             for key in ACCESS_KEYS {
                 map.entry(key).or_insert(Value::Null);
             }
@@ -81,7 +92,10 @@ struct JsonVisitor<'a>(&'a mut Map<String, Value>);
 
 impl Visit for JsonVisitor<'_> {
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.0.insert(field.name().into(), serde_json::Number::from_f64(value).map_or(Value::Null, Value::Number));
+        self.0.insert(
+            field.name().into(),
+            serde_json::Number::from_f64(value).map_or(Value::Null, Value::Number),
+        );
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
         self.0.insert(field.name().into(), value.into());
@@ -99,6 +113,18 @@ impl Visit for JsonVisitor<'_> {
         self.0.insert(field.name().into(), value.to_string().into());
     }
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.0.insert(field.name().into(), format!("{value:?}").into());
+        self.0
+            .insert(field.name().into(), format!("{value:?}").into());
     }
+}
+
+/// One audit event (SPEC §11): a lifecycle change of a session, by handle.
+pub fn audit(
+    event: &str,
+    key: Option<&crate::session::SessionKey>,
+    user: Option<&str>,
+    route: Option<&str>,
+) {
+    let handle = key.map(|k| k.handle());
+    tracing::info!(target: "audit", event, session = handle.as_deref(), user, route);
 }

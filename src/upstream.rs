@@ -24,7 +24,10 @@ pub enum UpstreamError {
 
 impl UpstreamError {
     pub fn is_timeout(&self) -> bool {
-        matches!(self, UpstreamError::ConnectTimeout(_) | UpstreamError::ResponseTimeout(_))
+        matches!(
+            self,
+            UpstreamError::ConnectTimeout(_) | UpstreamError::ResponseTimeout(_)
+        )
     }
 }
 
@@ -45,7 +48,10 @@ impl Upstream {
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(1024)
             .build(connector);
-        Self { client, response_timeout: server.upstream_response_timeout }
+        Self {
+            client,
+            response_timeout: server.upstream_response_timeout,
+        }
     }
 
     /// Sends a request; the timeout covers connecting and the response head.
@@ -53,7 +59,9 @@ impl Upstream {
         match tokio::time::timeout(self.response_timeout, self.client.request(req)).await {
             Err(_) => Err(UpstreamError::ResponseTimeout(self.response_timeout)),
             Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(e)) if e.is_connect() && caused_by_timeout(&e) => Err(UpstreamError::ConnectTimeout(e)),
+            Ok(Err(e)) if e.is_connect() && caused_by_timeout(&e) => {
+                Err(UpstreamError::ConnectTimeout(e))
+            }
             Ok(Err(e)) if e.is_connect() => Err(UpstreamError::Connect(e)),
             Ok(Err(e)) => Err(UpstreamError::Failed(e)),
         }

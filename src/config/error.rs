@@ -18,7 +18,11 @@ pub struct ConfigError {
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.line > 0 {
-            write!(f, "{}:{}: {}: {}", self.file, self.line, self.key, self.message)
+            write!(
+                f,
+                "{}:{}: {}: {}",
+                self.file, self.line, self.key, self.message
+            )
         } else {
             write!(f, "{}: {}: {}", self.file, self.key, self.message)
         }
@@ -67,7 +71,12 @@ impl<'a> Collector<'a> {
     }
 
     /// Records an error at a byte offset (`None`: not tied to a line).
-    pub(crate) fn push(&mut self, at: Option<usize>, key: impl Into<String>, msg: impl Into<String>) {
+    pub(crate) fn push(
+        &mut self,
+        at: Option<usize>,
+        key: impl Into<String>,
+        msg: impl Into<String>,
+    ) {
         let line = at.map(|o| self.line_of(o)).unwrap_or(0);
         self.errors.push(ConfigError {
             file: self.file.clone(),
@@ -81,7 +90,11 @@ impl<'a> Collector<'a> {
     pub(crate) fn push_toml(&mut self, err: &toml::de::Error) {
         let at = err.span().map(|s| s.start);
         let key = at.map(|o| key_at(self.text, o)).unwrap_or_default();
-        let key = if key.is_empty() { "(file)".to_string() } else { key };
+        let key = if key.is_empty() {
+            "(file)".to_string()
+        } else {
+            key
+        };
         let msg = err.message().trim().replace('\n', " ");
         self.push(at, key, msg);
     }
@@ -100,7 +113,10 @@ impl<'a> Collector<'a> {
 fn key_at(text: &str, offset: usize) -> String {
     let offset = offset.min(text.len());
     let line_start = text[..offset].rfind('\n').map(|i| i + 1).unwrap_or(0);
-    let line_end = text[offset..].find('\n').map(|i| offset + i).unwrap_or(text.len());
+    let line_end = text[offset..]
+        .find('\n')
+        .map(|i| offset + i)
+        .unwrap_or(text.len());
     let line = text[line_start..line_end].trim();
     let table = text[..line_start]
         .lines()
@@ -109,9 +125,17 @@ fn key_at(text: &str, offset: usize) -> String {
         .find(|l| l.starts_with('['))
         .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
     if line.starts_with('[') {
-        return line.trim_matches(|c| c == '[' || c == ']').trim().to_string();
+        return line
+            .trim_matches(|c| c == '[' || c == ']')
+            .trim()
+            .to_string();
     }
-    let key = line.split('=').next().unwrap_or("").trim().trim_matches('"');
+    let key = line
+        .split('=')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .trim_matches('"');
     match (table, key.is_empty()) {
         (Some(t), false) => format!("{t}.{key}"),
         (Some(t), true) => t,

@@ -236,6 +236,11 @@ impl LoadError {
     }
 }
 
+/// RFC 6265 cookie-name token.
+pub fn is_cookie_name(s: &str) -> bool {
+    validate::is_token(s)
+}
+
 impl Config {
     /// Reads and validates a configuration file.
     pub fn load(path: &Path) -> Result<Config, LoadError> {

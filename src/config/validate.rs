@@ -58,7 +58,8 @@ impl Ctx<'_> {
     }
 
     fn string(&mut self, v: S<String>, default: &str) -> String {
-        v.map(Spanned::into_inner).unwrap_or_else(|| default.to_string())
+        v.map(Spanned::into_inner)
+            .unwrap_or_else(|| default.to_string())
     }
 
     fn flag(&mut self, v: S<bool>, default: bool) -> bool {
@@ -90,7 +91,14 @@ impl Ctx<'_> {
         match u64::try_from(*v.get_ref()) {
             Ok(n) if (min..=max).contains(&n) => n,
             _ => {
-                self.err(at(&v), key, format!("{} is out of range; expected a whole number from {min} to {max}", v.get_ref()));
+                self.err(
+                    at(&v),
+                    key,
+                    format!(
+                        "{} is out of range; expected a whole number from {min} to {max}",
+                        v.get_ref()
+                    ),
+                );
                 default
             }
         }
@@ -98,11 +106,22 @@ impl Ctx<'_> {
 
     fn choice<T: Copy>(&mut self, key: &str, v: S<String>, default: T, options: &[(&str, T)]) -> T {
         let Some(v) = v else { return default };
-        if let Some((_, t)) = options.iter().find(|(name, _)| *name == v.get_ref().as_str()) {
+        if let Some((_, t)) = options
+            .iter()
+            .find(|(name, _)| *name == v.get_ref().as_str())
+        {
             return *t;
         }
         let valid: Vec<String> = options.iter().map(|(n, _)| format!("\"{n}\"")).collect();
-        self.err(at(&v), key, format!("{:?} is not valid; expected one of {}", v.get_ref(), valid.join(", ")));
+        self.err(
+            at(&v),
+            key,
+            format!(
+                "{:?} is not valid; expected one of {}",
+                v.get_ref(),
+                valid.join(", ")
+            ),
+        );
         default
     }
 
@@ -144,7 +163,14 @@ impl Ctx<'_> {
         match HeaderName::from_bytes(v.get_ref().trim().as_bytes()) {
             Ok(h) => h,
             Err(_) => {
-                self.err(at(&v), key, format!("{:?} is not a header name; use letters, digits and '-'", v.get_ref()));
+                self.err(
+                    at(&v),
+                    key,
+                    format!(
+                        "{:?} is not a header name; use letters, digits and '-'",
+                        v.get_ref()
+                    ),
+                );
                 HeaderName::from_str(default).expect("defaults are valid")
             }
         }
@@ -154,10 +180,19 @@ impl Ctx<'_> {
     fn path_list(&mut self, key: &str, v: S<Vec<Spanned<String>>>) -> Vec<String> {
         let mut out = Vec::new();
         for p in self.list(v) {
-            if p.get_ref().starts_with('/') && !p.get_ref().chars().any(|c| c.is_control() || c == ' ') {
+            if p.get_ref().starts_with('/')
+                && !p.get_ref().chars().any(|c| c.is_control() || c == ' ')
+            {
                 out.push(p.into_inner());
             } else {
-                self.err(at(&p), key, format!("{:?} is not a path prefix; it must start with '/' and hold no spaces", p.get_ref()));
+                self.err(
+                    at(&p),
+                    key,
+                    format!(
+                        "{:?} is not a path prefix; it must start with '/' and hold no spaces",
+                        p.get_ref()
+                    ),
+                );
             }
         }
         out
@@ -169,7 +204,11 @@ impl Ctx<'_> {
             if is_token(n.get_ref()) {
                 out.push(n.into_inner());
             } else {
-                self.err(at(&n), key, format!("{:?} is not a cookie name (an RFC 6265 token)", n.get_ref()));
+                self.err(
+                    at(&n),
+                    key,
+                    format!("{:?} is not a cookie name (an RFC 6265 token)", n.get_ref()),
+                );
             }
         }
         out
@@ -180,34 +219,70 @@ impl Ctx<'_> {
         let mut trusted = Vec::new();
         for t in self.list(r.trusted_proxies) {
             let s = t.get_ref().trim();
-            let parsed = IpNet::from_str(s).ok().or_else(|| IpAddr::from_str(s).ok().map(IpNet::from));
+            let parsed = IpNet::from_str(s)
+                .ok()
+                .or_else(|| IpAddr::from_str(s).ok().map(IpNet::from));
             match parsed {
                 Some(n) => trusted.push(n.trunc()),
-                None => self.err(at(&t), "server.trusted_proxies", format!("{s:?} is not a CIDR; expected e.g. \"10.0.0.0/8\" or \"192.0.2.7\"")),
+                None => self.err(
+                    at(&t),
+                    "server.trusted_proxies",
+                    format!("{s:?} is not a CIDR; expected e.g. \"10.0.0.0/8\" or \"192.0.2.7\""),
+                ),
             }
         }
         let hsts = match r.hsts {
             None => Some(HeaderValue::from_static("max-age=31536000")),
             Some(v) if v.get_ref().is_empty() => None,
-            Some(v) => match HeaderValue::from_str(v.get_ref()) {
-                Ok(h) => Some(h),
-                Err(_) => {
-                    self.err(at(&v), "server.hsts", "not a valid header value; e.g. \"max-age=31536000\" or \"\" to disable");
-                    None
+            Some(v) => {
+                match HeaderValue::from_str(v.get_ref()) {
+                    Ok(h) => Some(h),
+                    Err(_) => {
+                        self.err(at(&v), "server.hsts", "not a valid header value; e.g. \"max-age=31536000\" or \"\" to disable");
+                        None
+                    }
                 }
-            },
+            }
         };
         Server {
             listen: listen.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 8443))),
             redirect_http: self.addr("server.redirect_http", r.redirect_http, ""),
             admin_listen: self.addr("server.admin_listen", r.admin_listen, "127.0.0.1:9901"),
             trusted_proxies: trusted,
-            max_request_header_bytes: self.count("server.max_request_header_bytes", r.max_request_header_bytes, 16384, 1024, 1 << 20) as usize,
-            request_header_timeout: self.duration("server.request_header_timeout", r.request_header_timeout, "10s"),
-            client_idle_timeout: self.duration("server.client_idle_timeout", r.client_idle_timeout, "60s"),
-            upstream_connect_timeout: self.duration("server.upstream_connect_timeout", r.upstream_connect_timeout, "5s"),
-            upstream_response_timeout: self.duration("server.upstream_response_timeout", r.upstream_response_timeout, "60s"),
-            max_connections: self.count("server.max_connections", r.max_connections, 10000, 1, 1_000_000) as usize,
+            max_request_header_bytes: self.count(
+                "server.max_request_header_bytes",
+                r.max_request_header_bytes,
+                16384,
+                1024,
+                1 << 20,
+            ) as usize,
+            request_header_timeout: self.duration(
+                "server.request_header_timeout",
+                r.request_header_timeout,
+                "10s",
+            ),
+            client_idle_timeout: self.duration(
+                "server.client_idle_timeout",
+                r.client_idle_timeout,
+                "60s",
+            ),
+            upstream_connect_timeout: self.duration(
+                "server.upstream_connect_timeout",
+                r.upstream_connect_timeout,
+                "5s",
+            ),
+            upstream_response_timeout: self.duration(
+                "server.upstream_response_timeout",
+                r.upstream_response_timeout,
+                "60s",
+            ),
+            max_connections: self.count(
+                "server.max_connections",
+                r.max_connections,
+                10000,
+                1,
+                1_000_000,
+            ) as usize,
             shutdown_grace: self.duration("server.shutdown_grace", r.shutdown_grace, "30s"),
             hsts,
         }
@@ -225,9 +300,22 @@ impl Ctx<'_> {
                 }
             }
         } else if cert.is_file() != key.is_file() {
-            self.err(cert_at, "tls.cert", format!("only one of {} and {} exists; provide both or neither", cert.display(), key.display()));
+            self.err(
+                cert_at,
+                "tls.cert",
+                format!(
+                    "only one of {} and {} exists; provide both or neither",
+                    cert.display(),
+                    key.display()
+                ),
+            );
         }
-        let min_version = self.choice("tls.min_version", r.min_version, TlsVersion::V1_2, &[("1.2", TlsVersion::V1_2), ("1.3", TlsVersion::V1_3)]);
+        let min_version = self.choice(
+            "tls.min_version",
+            r.min_version,
+            TlsVersion::V1_2,
+            &[("1.2", TlsVersion::V1_2), ("1.3", TlsVersion::V1_3)],
+        );
         let mut sni = Vec::new();
         for (i, entry) in r.sni.into_iter().enumerate() {
             let pos = at(&entry);
@@ -250,12 +338,22 @@ impl Ctx<'_> {
                 if !given {
                     self.err(pos, &format!("{k}.{name}"), "is required: a PEM file path");
                 } else if !p.is_file() {
-                    self.err(pos, &format!("{k}.{name}"), format!("{} does not exist", p.display()));
+                    self.err(
+                        pos,
+                        &format!("{k}.{name}"),
+                        format!("{} does not exist", p.display()),
+                    );
                 }
             }
             sni.push(SniCert { hosts, cert, key });
         }
-        Tls { cert, key, self_signed_if_missing: self_signed, min_version, sni }
+        Tls {
+            cert,
+            key,
+            self_signed_if_missing: self_signed,
+            min_version,
+            sni,
+        }
     }
 
     fn session(&mut self, r: raw::RawSession) -> Session {
@@ -270,14 +368,31 @@ impl Ctx<'_> {
         let absolute = self.duration("session.absolute_timeout", r.absolute_timeout, "12h");
         let touch = self.duration("session.touch_interval", r.touch_interval, "60s");
         if idle > absolute {
-            self.err(idle_at, "session.idle_timeout", "is longer than session.absolute_timeout; it would never apply");
+            self.err(
+                idle_at,
+                "session.idle_timeout",
+                "is longer than session.absolute_timeout; it would never apply",
+            );
         }
         if touch >= idle {
-            self.err(touch_at, "session.touch_interval", "must be shorter than session.idle_timeout");
+            self.err(
+                touch_at,
+                "session.touch_interval",
+                "must be shorter than session.idle_timeout",
+            );
         }
         Session {
             cookie_name,
-            same_site: self.choice("session.same_site", r.same_site, SameSite::Lax, &[("strict", SameSite::Strict), ("lax", SameSite::Lax), ("none", SameSite::None)]),
+            same_site: self.choice(
+                "session.same_site",
+                r.same_site,
+                SameSite::Lax,
+                &[
+                    ("strict", SameSite::Strict),
+                    ("lax", SameSite::Lax),
+                    ("none", SameSite::None),
+                ],
+            ),
             idle_timeout: idle,
             absolute_timeout: absolute,
             persistent: self.flag(r.persistent, false),
@@ -285,26 +400,66 @@ impl Ctx<'_> {
             fallback_secrets_env: self.string(r.fallback_secrets_env, "CLOAKROOM_SECRET_FALLBACKS"),
             secret_file: self.path(r.secret_file, "data/secret.key"),
             touch_interval: touch,
-            max_sessions: self.count("session.max_sessions", r.max_sessions, 1_000_000, 1, 1 << 32) as usize,
-            max_jar_bytes: self.count("session.max_jar_bytes", r.max_jar_bytes, 65536, 64, 16 << 20) as usize,
+            max_sessions: self.count(
+                "session.max_sessions",
+                r.max_sessions,
+                1_000_000,
+                1,
+                1 << 32,
+            ) as usize,
+            max_jar_bytes: self.count(
+                "session.max_jar_bytes",
+                r.max_jar_bytes,
+                65536,
+                64,
+                16 << 20,
+            ) as usize,
             passive_paths: self.path_list("session.passive_paths", r.passive_paths),
         }
     }
 
     fn store(&mut self, r: raw::RawStore) -> Store {
-        let backend = self.choice("store.backend", r.backend, Backend::Embedded, &[("embedded", Backend::Embedded), ("redis", Backend::Redis), ("memory", Backend::Memory)]);
+        // Until the durable backends land, "memory" is the default and the
+        // others are refused here rather than failing at start.
+        let backend_at = r.backend.as_ref().and_then(at);
+        let backend = self.choice(
+            "store.backend",
+            r.backend,
+            Backend::Memory,
+            &[
+                ("embedded", Backend::Embedded),
+                ("redis", Backend::Redis),
+                ("memory", Backend::Memory),
+            ],
+        );
+        if backend != Backend::Memory {
+            self.err(backend_at, "store.backend", "only \"memory\" is available in this build; the embedded and redis backends are not built yet");
+        }
         let mut cluster = Vec::new();
         for u in self.list(r.redis_cluster) {
             if is_redis_url(u.get_ref()) {
                 cluster.push(u.into_inner());
             } else {
-                self.err(at(&u), "store.redis_cluster", format!("{:?} is not a Redis URL; expected redis://host:port or rediss://host:port", u.get_ref()));
+                self.err(
+                    at(&u),
+                    "store.redis_cluster",
+                    format!(
+                        "{:?} is not a Redis URL; expected redis://host:port or rediss://host:port",
+                        u.get_ref()
+                    ),
+                );
             }
         }
         let url_at = r.redis_url.as_ref().and_then(at);
         let redis_url = self.string(r.redis_url, "redis://127.0.0.1:6379/0");
         if !is_redis_url(&redis_url) {
-            self.err(url_at, "store.redis_url", format!("{redis_url:?} is not a Redis URL; expected redis://host:port/db or rediss://…"));
+            self.err(
+                url_at,
+                "store.redis_url",
+                format!(
+                    "{redis_url:?} is not a Redis URL; expected redis://host:port/db or rediss://…"
+                ),
+            );
         }
         Store {
             backend,
@@ -317,7 +472,17 @@ impl Ctx<'_> {
 
     fn auth(&mut self, r: raw::RawAuth) -> Auth {
         let provider_at = r.provider.as_ref().and_then(at);
-        let provider = self.choice("auth.provider", r.provider, Provider::None, &[("none", Provider::None), ("local", Provider::Local), ("upstream", Provider::Upstream), ("oidc", Provider::Oidc)]);
+        let provider = self.choice(
+            "auth.provider",
+            r.provider,
+            Provider::None,
+            &[
+                ("none", Provider::None),
+                ("local", Provider::Local),
+                ("upstream", Provider::Upstream),
+                ("oidc", Provider::Oidc),
+            ],
+        );
         let login_paths = match r.login_paths {
             None => vec!["/login".to_string()],
             some => self.path_list("auth.login_paths", some),
@@ -326,16 +491,41 @@ impl Ctx<'_> {
         let auth = Auth {
             provider,
             users_file: self.path(r.users_file, "users.toml"),
-            upstream_login_header: self.header_name("auth.upstream_login_header", r.upstream_login_header, "X-Cloakroom-Login"),
-            upstream_logout_header: self.header_name("auth.upstream_logout_header", r.upstream_logout_header, "X-Cloakroom-Logout"),
+            upstream_login_header: self.header_name(
+                "auth.upstream_login_header",
+                r.upstream_login_header,
+                "X-Cloakroom-Login",
+            ),
+            upstream_logout_header: self.header_name(
+                "auth.upstream_logout_header",
+                r.upstream_logout_header,
+                "X-Cloakroom-Logout",
+            ),
             login_paths,
-            max_failures_per_user: self.count("auth.max_failures_per_user", r.max_failures_per_user, 5, 1, 1_000_000) as u32,
-            max_failures_per_address: self.count("auth.max_failures_per_address", r.max_failures_per_address, 20, 1, 1_000_000) as u32,
+            max_failures_per_user: self.count(
+                "auth.max_failures_per_user",
+                r.max_failures_per_user,
+                5,
+                1,
+                1_000_000,
+            ) as u32,
+            max_failures_per_address: self.count(
+                "auth.max_failures_per_address",
+                r.max_failures_per_address,
+                20,
+                1,
+                1_000_000,
+            ) as u32,
             failure_window: self.duration("auth.failure_window", r.failure_window, "15m"),
             oidc_issuer: self.string(r.oidc_issuer, ""),
             oidc_client_id: self.string(r.oidc_client_id, ""),
-            oidc_client_secret_env: self.string(r.oidc_client_secret_env, "CLOAKROOM_OIDC_CLIENT_SECRET"),
-            oidc_scopes: self.list(r.oidc_scopes).into_iter().map(Spanned::into_inner).collect::<Vec<_>>(),
+            oidc_client_secret_env: self
+                .string(r.oidc_client_secret_env, "CLOAKROOM_OIDC_CLIENT_SECRET"),
+            oidc_scopes: self
+                .list(r.oidc_scopes)
+                .into_iter()
+                .map(Spanned::into_inner)
+                .collect::<Vec<_>>(),
             oidc_groups_claim: self.string(r.oidc_groups_claim, "groups"),
         };
         let mut auth = auth;
@@ -343,11 +533,17 @@ impl Ctx<'_> {
             auth.oidc_scopes = vec!["openid".into(), "email".into(), "profile".into()];
         }
         if provider == Provider::Oidc {
-            if !(auth.oidc_issuer.starts_with("https://") || auth.oidc_issuer.starts_with("http://")) {
+            if !(auth.oidc_issuer.starts_with("https://")
+                || auth.oidc_issuer.starts_with("http://"))
+            {
                 self.err(issuer_at.or(provider_at), "auth.oidc_issuer", "is required with provider = \"oidc\": the issuer URL, e.g. \"https://accounts.example.com\"");
             }
             if auth.oidc_client_id.is_empty() {
-                self.err(provider_at, "auth.oidc_client_id", "is required with provider = \"oidc\"");
+                self.err(
+                    provider_at,
+                    "auth.oidc_client_id",
+                    "is required with provider = \"oidc\"",
+                );
             }
         }
         auth
@@ -358,38 +554,75 @@ impl Ctx<'_> {
         for h in self.list(r.strip_from_client) {
             match HeaderName::from_bytes(h.get_ref().trim().as_bytes()) {
                 Ok(n) => strip.push(n),
-                Err(_) => self.err(at(&h), "identity.strip_from_client", format!("{:?} is not a header name", h.get_ref())),
+                Err(_) => self.err(
+                    at(&h),
+                    "identity.strip_from_client",
+                    format!("{:?} is not a header name", h.get_ref()),
+                ),
             }
         }
         let assertion = match r.assertion_header {
             Some(v) if v.get_ref().is_empty() => None,
             None => None,
-            some => Some(self.header_name("identity.assertion_header", some, "X-Cloakroom-Assertion")),
+            some => {
+                Some(self.header_name("identity.assertion_header", some, "X-Cloakroom-Assertion"))
+            }
         };
         Identity {
-            user_header: self.header_name("identity.user_header", r.user_header, "X-Forwarded-User"),
-            email_header: self.header_name("identity.email_header", r.email_header, "X-Forwarded-Email"),
-            groups_header: self.header_name("identity.groups_header", r.groups_header, "X-Forwarded-Groups"),
+            user_header: self.header_name(
+                "identity.user_header",
+                r.user_header,
+                "X-Forwarded-User",
+            ),
+            email_header: self.header_name(
+                "identity.email_header",
+                r.email_header,
+                "X-Forwarded-Email",
+            ),
+            groups_header: self.header_name(
+                "identity.groups_header",
+                r.groups_header,
+                "X-Forwarded-Groups",
+            ),
             strip_from_client: strip,
             assertion_header: assertion,
         }
     }
 
     fn csrf(&mut self, r: raw::RawCsrf) -> Csrf {
-        let mode = self.choice("csrf.mode", r.mode, CsrfMode::Origin, &[("origin", CsrfMode::Origin), ("off", CsrfMode::Off)]);
+        let mode = self.choice(
+            "csrf.mode",
+            r.mode,
+            CsrfMode::Origin,
+            &[("origin", CsrfMode::Origin), ("off", CsrfMode::Off)],
+        );
         let mut origins = Vec::new();
         for o in self.list(r.allowed_origins) {
             match normalise_origin(o.get_ref()) {
                 Some(n) => origins.push(n),
-                None => self.err(at(&o), "csrf.allowed_origins", format!("{:?} is not an origin; expected scheme://host[:port] with no path", o.get_ref())),
+                None => self.err(
+                    at(&o),
+                    "csrf.allowed_origins",
+                    format!(
+                        "{:?} is not an origin; expected scheme://host[:port] with no path",
+                        o.get_ref()
+                    ),
+                ),
             }
         }
-        Csrf { mode, allowed_origins: origins }
+        Csrf {
+            mode,
+            allowed_origins: origins,
+        }
     }
 
     fn routes(&mut self, routes: Vec<Spanned<raw::RawRoute>>) -> Vec<Route> {
         if routes.is_empty() {
-            self.err(None, "route", "at least one [[route]] with an upstream is required");
+            self.err(
+                None,
+                "route",
+                "at least one [[route]] with an upstream is required",
+            );
         }
         let mut seen = HashSet::new();
         let mut out = Vec::new();
@@ -408,13 +641,21 @@ impl Ctx<'_> {
             let path_prefix = match crate::proxy::path::normalise_prefix(&prefix_text) {
                 Some(p) => p,
                 None => {
-                    self.err(prefix_at, &format!("{k}.path_prefix"), format!("{prefix_text:?} is not a path prefix; it must start with '/'"));
+                    self.err(
+                        prefix_at,
+                        &format!("{k}.path_prefix"),
+                        format!("{prefix_text:?} is not a path prefix; it must start with '/'"),
+                    );
                     "/".to_string()
                 }
             };
             let upstream = match &r.upstream {
                 None => {
-                    self.err(pos, &format!("{k}.upstream"), "is required: e.g. \"http://127.0.0.1:5000\"");
+                    self.err(
+                        pos,
+                        &format!("{k}.upstream"),
+                        "is required: e.g. \"http://127.0.0.1:5000\"",
+                    );
                     None
                 }
                 Some(u) => {
@@ -436,11 +677,32 @@ impl Ctx<'_> {
                 path_prefix,
                 upstream: upstream.unwrap_or_else(|| Authority::from_static("127.0.0.1:5000")),
                 upstream_url,
-                auth: self.choice(&format!("{k}.auth"), r.auth, RouteAuth::None, &[("required", RouteAuth::Required), ("optional", RouteAuth::Optional), ("none", RouteAuth::None)]),
+                auth: self.choice(
+                    &format!("{k}.auth"),
+                    r.auth,
+                    RouteAuth::None,
+                    &[
+                        ("required", RouteAuth::Required),
+                        ("optional", RouteAuth::Optional),
+                        ("none", RouteAuth::None),
+                    ],
+                ),
                 public_paths: self.path_list(&format!("{k}.public_paths"), r.public_paths),
-                cookies: self.choice(&format!("{k}.cookies"), r.cookies, CookieMode::Jar, &[("jar", CookieMode::Jar), ("passthrough", CookieMode::Passthrough)]),
-                passthrough_cookies: self.cookie_names(&format!("{k}.passthrough_cookies"), r.passthrough_cookies),
-                script_readable_cookies: self.cookie_names(&format!("{k}.script_readable_cookies"), r.script_readable_cookies),
+                cookies: self.choice(
+                    &format!("{k}.cookies"),
+                    r.cookies,
+                    CookieMode::Jar,
+                    &[
+                        ("jar", CookieMode::Jar),
+                        ("passthrough", CookieMode::Passthrough),
+                    ],
+                ),
+                passthrough_cookies: self
+                    .cookie_names(&format!("{k}.passthrough_cookies"), r.passthrough_cookies),
+                script_readable_cookies: self.cookie_names(
+                    &format!("{k}.script_readable_cookies"),
+                    r.script_readable_cookies,
+                ),
                 preserve_host: self.flag(r.preserve_host, false),
             });
         }
@@ -451,11 +713,15 @@ impl Ctx<'_> {
 /// RFC 6265 cookie-name token: visible ASCII minus separators.
 pub(crate) fn is_token(s: &str) -> bool {
     !s.is_empty()
-        && s.bytes().all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b))
+        && s.bytes()
+            .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b))
 }
 
 fn is_redis_url(s: &str) -> bool {
-    s.starts_with("redis://") || s.starts_with("rediss://") || s.starts_with("redis+unix://") || s.starts_with("unix://")
+    s.starts_with("redis://")
+        || s.starts_with("rediss://")
+        || s.starts_with("redis+unix://")
+        || s.starts_with("unix://")
 }
 
 /// `""` → any; `*.example.com` → wildcard; a DNS name → exact. Lower-cased.
@@ -469,7 +735,11 @@ pub(crate) fn host_pattern(s: &str) -> Option<HostPattern> {
         None => (false, s.clone()),
     };
     let ok = !name.is_empty()
-        && name.split('.').all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+        && name.split('.').all(|l| {
+            !l.is_empty()
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        });
     match (ok, wild) {
         (false, _) => None,
         (true, true) => Some(HostPattern::Wildcard(format!(".{name}"))),
@@ -491,10 +761,16 @@ fn parse_upstream(s: &str) -> Option<Authority> {
 pub(crate) fn normalise_origin(s: &str) -> Option<String> {
     let uri: Uri = s.trim().parse().ok()?;
     let scheme = uri.scheme_str()?;
-    if !(scheme == "http" || scheme == "https") || !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+    if !(scheme == "http" || scheme == "https")
+        || !matches!(uri.path(), "" | "/")
+        || uri.query().is_some()
+    {
         return None;
     }
-    Some(format!("{scheme}://{}", uri.authority()?.as_str().to_ascii_lowercase()))
+    Some(format!(
+        "{scheme}://{}",
+        uri.authority()?.as_str().to_ascii_lowercase()
+    ))
 }
 
 #[cfg(test)]
@@ -522,7 +798,9 @@ mod tests {
 
     #[test]
     fn unknown_key_names_line_and_key() {
-        let e = errors(&format!("[server]\nlisten = \"0.0.0.0:1\"\nbogus = 1\n{ROUTE}"));
+        let e = errors(&format!(
+            "[server]\nlisten = \"0.0.0.0:1\"\nbogus = 1\n{ROUTE}"
+        ));
         assert_eq!(e.len(), 1, "{e:?}");
         assert!(e[0].contains(":3: server.bogus:"), "{e:?}");
         assert!(e[0].contains("unknown field"), "{e:?}");
@@ -532,16 +810,35 @@ mod tests {
     fn every_semantic_error_is_collected() {
         let text = format!("[server]\nrequest_header_timeout = \"soon\"\ntrusted_proxies = [\"10.0.0.0/33\"]\n[session]\nsame_site = \"sometimes\"\n{ROUTE}[[route]]\npath_prefix = \"/api\"\n");
         let e = errors(&text);
-        assert!(e.iter().any(|e| e.contains(":2: server.request_header_timeout:")), "{e:?}");
-        assert!(e.iter().any(|e| e.contains(":3: server.trusted_proxies:")), "{e:?}");
-        assert!(e.iter().any(|e| e.contains(":5: session.same_site:") && e.contains("\"lax\"")), "{e:?}");
-        assert!(e.iter().any(|e| e.contains("route[1].upstream: is required")), "{e:?}");
+        assert!(
+            e.iter()
+                .any(|e| e.contains(":2: server.request_header_timeout:")),
+            "{e:?}"
+        );
+        assert!(
+            e.iter().any(|e| e.contains(":3: server.trusted_proxies:")),
+            "{e:?}"
+        );
+        assert!(
+            e.iter()
+                .any(|e| e.contains(":5: session.same_site:") && e.contains("\"lax\"")),
+            "{e:?}"
+        );
+        assert!(
+            e.iter()
+                .any(|e| e.contains("route[1].upstream: is required")),
+            "{e:?}"
+        );
     }
 
     #[test]
     fn duplicate_routes_are_an_error() {
         let e = errors(&format!("{ROUTE}{ROUTE}"));
-        assert!(e.iter().any(|e| e.contains("route[1].path_prefix") && e.contains("unique")), "{e:?}");
+        assert!(
+            e.iter()
+                .any(|e| e.contains("route[1].path_prefix") && e.contains("unique")),
+            "{e:?}"
+        );
         let e = errors(&format!("{ROUTE}[[route]]\npath_prefix = \"/app/\"\nupstream = \"http://a:1\"\n[[route]]\npath_prefix = \"/app\"\nupstream = \"http://a:1\"\n"));
         assert_eq!(e.len(), 1, "{e:?}");
     }
@@ -555,21 +852,36 @@ mod tests {
     fn upstream_must_be_plain_http_authority() {
         for bad in ["https://a:1", "http://a:1/base", "a:1", "http://u@a:1"] {
             let e = errors(&format!("[[route]]\nupstream = \"{bad}\"\n"));
-            assert!(e.iter().any(|e| e.contains(":2: route[0].upstream")), "{bad}: {e:?}");
+            assert!(
+                e.iter().any(|e| e.contains(":2: route[0].upstream")),
+                "{bad}: {e:?}"
+            );
         }
     }
 
     #[test]
     fn missing_cert_without_self_signed_is_an_error() {
-        let e = errors(&format!("[tls]\ncert = \"nope.pem\"\nself_signed_if_missing = false\n{ROUTE}"));
-        assert!(e.iter().any(|e| e.contains("tls.cert") && e.contains("does not exist")), "{e:?}");
+        let e = errors(&format!(
+            "[tls]\ncert = \"nope.pem\"\nself_signed_if_missing = false\n{ROUTE}"
+        ));
+        assert!(
+            e.iter()
+                .any(|e| e.contains("tls.cert") && e.contains("does not exist")),
+            "{e:?}"
+        );
     }
 
     #[test]
     fn host_patterns() {
         assert_eq!(host_pattern(""), Some(HostPattern::Any));
-        assert_eq!(host_pattern("App.Example.com"), Some(HostPattern::Exact("app.example.com".into())));
-        assert_eq!(host_pattern("*.example.com"), Some(HostPattern::Wildcard(".example.com".into())));
+        assert_eq!(
+            host_pattern("App.Example.com"),
+            Some(HostPattern::Exact("app.example.com".into()))
+        );
+        assert_eq!(
+            host_pattern("*.example.com"),
+            Some(HostPattern::Wildcard(".example.com".into()))
+        );
         assert_eq!(host_pattern("a b"), None);
         assert_eq!(host_pattern("*."), None);
     }

@@ -24,6 +24,16 @@ pub enum ProxyError {
     UnexpectedUpgrade,
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
+    #[error("login required")]
+    LoginRequired(HeaderValue),
+    #[error("authentication required")]
+    Unauthenticated,
+    #[error("cross-site request refused")]
+    CsrfRejected,
+    #[error("session store unavailable")]
+    StoreUnavailable,
+    #[error("session capacity reached")]
+    SessionsFull,
 }
 
 impl ProxyError {
@@ -35,6 +45,12 @@ impl ProxyError {
             ProxyError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ProxyError::Upstream(e) if e.is_timeout() => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::Upstream(_) | ProxyError::UnexpectedUpgrade => StatusCode::BAD_GATEWAY,
+            ProxyError::LoginRequired(_) => StatusCode::FOUND,
+            ProxyError::Unauthenticated => StatusCode::UNAUTHORIZED,
+            ProxyError::CsrfRejected => StatusCode::FORBIDDEN,
+            ProxyError::StoreUnavailable | ProxyError::SessionsFull => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 
@@ -43,15 +59,53 @@ impl ProxyError {
     pub fn respond(&self, route: Option<&str>) -> Response<ProxyBody> {
         let status = self.status();
         match self {
-            ProxyError::Upstream(e) => tracing::warn!(route, error = %e, cause = ?std::error::Error::source(e), "upstream request failed"),
+            ProxyError::Upstream(e) => {
+                tracing::warn!(route, error = %e, cause = ?std::error::Error::source(e), "upstream request failed")
+            }
             other => tracing::debug!(route, error = %other, "request refused"),
         }
-        let mut resp = plain(status, status.canonical_reason().unwrap_or("error"));
-        if matches!(self, ProxyError::MethodNotAllowed) {
-            resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"));
+        let mut resp = match self {
+            ProxyError::Unauthenticated => json(
+                status,
+                r#"{"error":"authentication required","login":"/.cloakroom/login"}"#,
+            ),
+            _ => plain(status, status.canonical_reason().unwrap_or("error")),
+        };
+        let h = resp.headers_mut();
+        match self {
+            ProxyError::MethodNotAllowed => {
+                h.insert(
+                    header::ALLOW,
+                    HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
+                );
+            }
+            ProxyError::LoginRequired(location) => {
+                h.insert(header::LOCATION, location.clone());
+            }
+            ProxyError::StoreUnavailable | ProxyError::SessionsFull => {
+                h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            _ => {}
         }
         resp
     }
+}
+
+/// A JSON response made by the proxy itself.
+pub fn json(status: StatusCode, body: impl Into<bytes::Bytes>) -> Response<ProxyBody> {
+    let mut resp = Response::new(ProxyBody::text(body));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    resp
 }
 
 /// A short plain-text response made by the proxy itself.
@@ -62,8 +116,14 @@ pub fn plain(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
     let mut resp = Response::new(ProxyBody::text(body));
     *resp.status_mut() = status;
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     resp
 }

@@ -28,10 +28,16 @@ impl Forward<'_> {
         // Content-Length must not travel next to a different framing.
         h.remove(header::CONTENT_LENGTH);
         headers::join_cookie_fields(h);
-        headers::set_forwarded(h, self.conn.peer.ip(), self.trusted_peer, client_host.as_ref());
+        headers::set_forwarded(
+            h,
+            self.conn.peer.ip(),
+            self.trusted_peer,
+            client_host.as_ref(),
+        );
         let host = match (&client_host, self.route.preserve_host) {
             (Some(host), true) => host.clone(),
-            _ => HeaderValue::from_str(self.route.upstream.as_str()).expect("an authority is a valid header value"),
+            _ => HeaderValue::from_str(self.route.upstream.as_str())
+                .expect("an authority is a valid header value"),
         };
         h.insert(header::HOST, host);
         if self.websocket {

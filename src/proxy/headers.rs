@@ -54,7 +54,12 @@ pub fn has_token(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool {
 /// Sets `X-Forwarded-For/-Proto/-Host` (SPEC §9.2). From a trusted peer the
 /// client's `X-Forwarded-For` is appended to and `-Proto`/`-Host` are kept
 /// when present; from any other peer all three are replaced.
-pub fn set_forwarded(headers: &mut HeaderMap, peer: IpAddr, trusted: bool, host: Option<&HeaderValue>) {
+pub fn set_forwarded(
+    headers: &mut HeaderMap,
+    peer: IpAddr,
+    trusted: bool,
+    host: Option<&HeaderValue>,
+) {
     let peer_text = peer.to_string();
     let xff = match headers.get(&X_FORWARDED_FOR).filter(|_| trusted) {
         Some(prev) if !prev.is_empty() => {
@@ -72,7 +77,9 @@ pub fn set_forwarded(headers: &mut HeaderMap, peer: IpAddr, trusted: bool, host:
         }
         _ => None,
     };
-    let xff = xff.unwrap_or_else(|| HeaderValue::from_str(&peer_text).expect("an IP address is a valid header value"));
+    let xff = xff.unwrap_or_else(|| {
+        HeaderValue::from_str(&peer_text).expect("an IP address is a valid header value")
+    });
     headers.insert(&X_FORWARDED_FOR, xff);
     if !(trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
         headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("https"));
@@ -106,7 +113,10 @@ pub fn join_cookie_fields(headers: &mut HeaderMap) {
 
 /// Total bytes of header names and values, for `max_request_header_bytes`.
 pub fn size(headers: &HeaderMap) -> usize {
-    headers.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum()
+    headers
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len() + 4)
+        .sum()
 }
 
 #[cfg(test)]
@@ -116,7 +126,10 @@ mod tests {
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut m = HeaderMap::new();
         for (k, v) in pairs {
-            m.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+            m.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
         }
         m
     }
@@ -142,7 +155,11 @@ mod tests {
 
     #[test]
     fn untrusted_peer_replaces_all_three() {
-        let mut h = map(&[("x-forwarded-for", "6.6.6.6"), ("x-forwarded-proto", "http"), ("x-forwarded-host", "evil")]);
+        let mut h = map(&[
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x-forwarded-proto", "http"),
+            ("x-forwarded-host", "evil"),
+        ]);
         let host = HeaderValue::from_static("app.test");
         set_forwarded(&mut h, "127.0.0.1".parse().unwrap(), false, Some(&host));
         assert_eq!(h["x-forwarded-for"], "127.0.0.1");
@@ -152,7 +169,11 @@ mod tests {
 
     #[test]
     fn trusted_peer_appends_and_keeps() {
-        let mut h = map(&[("x-forwarded-for", "1.1.1.1"), ("x-forwarded-for", "2.2.2.2"), ("x-forwarded-proto", "http")]);
+        let mut h = map(&[
+            ("x-forwarded-for", "1.1.1.1"),
+            ("x-forwarded-for", "2.2.2.2"),
+            ("x-forwarded-proto", "http"),
+        ]);
         let host = HeaderValue::from_static("app.test");
         set_forwarded(&mut h, "127.0.0.1".parse().unwrap(), true, Some(&host));
         assert_eq!(h["x-forwarded-for"], "1.1.1.1, 2.2.2.2, 127.0.0.1");

@@ -42,7 +42,9 @@ pub fn normalise(path: &str) -> Option<Cow<'_, str>> {
 /// True when `normalise` has work to do (`//`, or a `.`/`..` segment).
 fn needs_rewrite(b: &[u8]) -> bool {
     b.windows(2).any(|w| w == b"//")
-        || b.split(|&c| c == b'/').skip(1).any(|seg| seg == b"." || seg == b"..")
+        || b.split(|&c| c == b'/')
+            .skip(1)
+            .any(|seg| seg == b"." || seg == b"..")
 }
 
 /// Normalises a configured prefix: a path, without a trailing `/` unless it
@@ -50,7 +52,11 @@ fn needs_rewrite(b: &[u8]) -> bool {
 pub fn normalise_prefix(prefix: &str) -> Option<String> {
     let p = normalise(prefix)?;
     let trimmed = p.trim_end_matches('/');
-    Some(if trimmed.is_empty() { "/".to_string() } else { trimmed.to_string() })
+    Some(if trimmed.is_empty() {
+        "/".to_string()
+    } else {
+        trimmed.to_string()
+    })
 }
 
 /// Segment-boundary prefix match: `/app` matches `/app` and `/app/x`, not

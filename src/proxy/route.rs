@@ -30,13 +30,19 @@ impl RouteTable {
                 HostPattern::Any => any.push(i),
             }
         }
-        let by_prefix_len = |v: &mut Vec<usize>| v.sort_by_key(|&i| std::cmp::Reverse(routes[i].path_prefix.len()));
+        let by_prefix_len =
+            |v: &mut Vec<usize>| v.sort_by_key(|&i| std::cmp::Reverse(routes[i].path_prefix.len()));
         exact.values_mut().for_each(by_prefix_len);
         let mut wildcard: Vec<_> = wildcard.into_iter().collect();
         wildcard.iter_mut().for_each(|(_, v)| by_prefix_len(v));
         wildcard.sort_by_key(|(s, _)| std::cmp::Reverse(s.len()));
         by_prefix_len(&mut any);
-        Self { routes: routes.to_vec(), exact, wildcard, any }
+        Self {
+            routes: routes.to_vec(),
+            exact,
+            wildcard,
+            any,
+        }
     }
 
     /// The route for a host (any case, port ignored) and normalised path.
@@ -53,10 +59,18 @@ impl RouteTable {
             .exact
             .get(host)
             .into_iter()
-            .chain(self.wildcard.iter().filter(|(s, _)| host.len() > s.len() && host.ends_with(s.as_str())).map(|(_, v)| v))
+            .chain(
+                self.wildcard
+                    .iter()
+                    .filter(|(s, _)| host.len() > s.len() && host.ends_with(s.as_str()))
+                    .map(|(_, v)| v),
+            )
             .chain(std::iter::once(&self.any));
         for group in candidates {
-            if let Some(&i) = group.iter().find(|&&i| prefix_matches(&self.routes[i].path_prefix, path)) {
+            if let Some(&i) = group
+                .iter()
+                .find(|&&i| prefix_matches(&self.routes[i].path_prefix, path))
+            {
                 return Some(&self.routes[i]);
             }
         }
@@ -102,7 +116,10 @@ mod tests {
             ("*.b.example.com", "/", "wildb:1"),
             ("app.example.com", "/admin", "exactadmin:1"),
         ]);
-        assert_eq!(pick(&t, "app.example.com", "/admin/x").unwrap(), "exactadmin:1");
+        assert_eq!(
+            pick(&t, "app.example.com", "/admin/x").unwrap(),
+            "exactadmin:1"
+        );
         // The exact class has no route for "/", so the wildcard class wins.
         assert_eq!(pick(&t, "APP.example.com:8443", "/").unwrap(), "wild:1");
         assert_eq!(pick(&t, "x.b.example.com", "/").unwrap(), "wildb:1");

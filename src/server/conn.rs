@@ -32,7 +32,8 @@ pub(super) async fn serve_tls(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shar
     let server = state.config.server.clone();
     let acceptor = TlsAcceptor::from(state.tls.clone());
     drop(state);
-    let tls = match tokio::time::timeout(server.request_header_timeout, acceptor.accept(tcp)).await {
+    let tls = match tokio::time::timeout(server.request_header_timeout, acceptor.accept(tcp)).await
+    {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
             tracing::debug!(peer = %peer, error = %e, "TLS handshake failed");
@@ -45,8 +46,13 @@ pub(super) async fn serve_tls(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shar
     };
     let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
     let activity = Arc::new(Activity::default());
-    let io = TokioIo::new(Tracked { inner: tls, activity: activity.clone() });
-    let info = ConnInfo { peer: SocketAddr::new(peer.ip().to_canonical(), peer.port()) };
+    let io = TokioIo::new(Tracked {
+        inner: tls,
+        activity: activity.clone(),
+    });
+    let info = ConnInfo {
+        peer: SocketAddr::new(peer.ip().to_canonical(), peer.port()),
+    };
     let act = activity.clone();
     let svc = service_fn(move |req| {
         let shared = shared.clone();
@@ -61,7 +67,9 @@ pub(super) async fn serve_tls(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shar
         let conn = http2_builder(&server).serve_connection(io, svc);
         drive(conn, &activity, server.client_idle_timeout, stop).await;
     } else {
-        let conn = http1_builder(&server).serve_connection(io, svc).with_upgrades();
+        let conn = http1_builder(&server)
+            .serve_connection(io, svc)
+            .with_upgrades();
         drive(conn, &activity, server.client_idle_timeout, stop).await;
     }
 }
@@ -135,7 +143,12 @@ where
 
 /// Runs a connection until it ends, shuts it down gracefully when `stop`
 /// turns true, and drops it when idle for `idle`.
-pub(super) async fn drive<C: Graceful>(conn: C, activity: &Activity, idle: Duration, mut stop: watch::Receiver<bool>) {
+pub(super) async fn drive<C: Graceful>(
+    conn: C,
+    activity: &Activity,
+    idle: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
     tokio::pin!(conn);
     let mut stopping = false;
     loop {
@@ -173,7 +186,10 @@ pub(super) struct Activity {
 
 impl Default for Activity {
     fn default() -> Self {
-        let a = Activity { last_ms: AtomicU64::new(0), in_flight: AtomicUsize::new(0) };
+        let a = Activity {
+            last_ms: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
+        };
         a.touch();
         a
     }
@@ -181,7 +197,8 @@ impl Default for Activity {
 
 impl Activity {
     fn touch(&self) {
-        self.last_ms.store(epoch().elapsed().as_millis() as u64, Ordering::Relaxed);
+        self.last_ms
+            .store(epoch().elapsed().as_millis() as u64, Ordering::Relaxed);
     }
 
     fn last(&self) -> Instant {
@@ -214,7 +231,11 @@ pub(super) struct Tracked<T> {
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for Tracked<T> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
         if buf.filled().len() > before {
@@ -225,7 +246,11 @@ impl<T: AsyncRead + Unpin> AsyncRead for Tracked<T> {
 }
 
 impl<T: AsyncWrite + Unpin> AsyncWrite for Tracked<T> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write(cx, data);
         if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
             self.activity.touch();
@@ -233,7 +258,11 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Tracked<T> {
         r
     }
 
-    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
         if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
             self.activity.touch();

@@ -41,7 +41,11 @@ impl Default for Drain {
 impl Drain {
     pub fn new() -> Self {
         Self {
-            inner: Arc::new(Inner { flag: watch::channel(false).0, live: AtomicUsize::new(0), idle: Notify::new() }),
+            inner: Arc::new(Inner {
+                flag: watch::channel(false).0,
+                live: AtomicUsize::new(0),
+                idle: Notify::new(),
+            }),
         }
     }
 
@@ -51,7 +55,9 @@ impl Drain {
 
     pub fn track(&self) -> ConnGuard {
         self.inner.live.fetch_add(1, Ordering::AcqRel);
-        ConnGuard { inner: self.inner.clone() }
+        ConnGuard {
+            inner: self.inner.clone(),
+        }
     }
 
     pub fn live(&self) -> usize {

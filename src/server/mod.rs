@@ -17,7 +17,12 @@ use crate::app::Shared;
 pub use drain::Drain;
 
 /// Accepts HTTPS connections until `stop` turns true.
-pub async fn accept_https(listener: TcpListener, shared: Arc<Shared>, limit: Arc<Semaphore>, drain: Drain) {
+pub async fn accept_https(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    limit: Arc<Semaphore>,
+    drain: Drain,
+) {
     accept_loop(listener, limit, drain.clone(), move |tcp, peer| {
         conn::serve_tls(tcp, peer, shared.clone(), drain.clone())
     })
@@ -25,7 +30,12 @@ pub async fn accept_https(listener: TcpListener, shared: Arc<Shared>, limit: Arc
 }
 
 /// Accepts plain-HTTP connections that are answered with a redirect.
-pub async fn accept_redirect(listener: TcpListener, shared: Arc<Shared>, limit: Arc<Semaphore>, drain: Drain) {
+pub async fn accept_redirect(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    limit: Arc<Semaphore>,
+    drain: Drain,
+) {
     accept_loop(listener, limit, drain.clone(), move |tcp, _peer| {
         redirect::serve(tcp, shared.clone(), drain.clone())
     })

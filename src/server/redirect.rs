@@ -24,21 +24,38 @@ pub(super) async fn serve(tcp: TcpStream, shared: Arc<Shared>, drain: Drain) {
     let _guard = drain.track();
     let server = shared.state().config.server.clone();
     let activity = Arc::new(Activity::default());
-    let io = TokioIo::new(super::conn::Tracked { inner: tcp, activity: activity.clone() });
+    let io = TokioIo::new(super::conn::Tracked {
+        inner: tcp,
+        activity: activity.clone(),
+    });
     let svc = service_fn(move |req: Request<Incoming>| {
         let shared = shared.clone();
         async move { Ok::<_, Infallible>(redirect(&shared, &req)) }
     });
     let conn = http1_builder(&server).serve_connection(io, svc);
-    drive(conn, &activity, server.client_idle_timeout, drain.subscribe()).await;
+    drive(
+        conn,
+        &activity,
+        server.client_idle_timeout,
+        drain.subscribe(),
+    )
+    .await;
 }
 
 fn redirect(shared: &Shared, req: &Request<Incoming>) -> Response<ProxyBody> {
     let port = shared.https_port();
-    let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).map(strip_port);
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(strip_port);
     let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
     let location = host.filter(|h| !h.is_empty()).and_then(|host| {
-        let loc = if port == 443 { format!("https://{host}{target}") } else { format!("https://{host}:{port}{target}") };
+        let loc = if port == 443 {
+            format!("https://{host}{target}")
+        } else {
+            format!("https://{host}:{port}{target}")
+        };
         HeaderValue::from_str(&loc).ok()
     });
     let mut resp = match location {
@@ -50,7 +67,8 @@ fn redirect(shared: &Shared, req: &Request<Incoming>) -> Response<ProxyBody> {
         None => plain(StatusCode::BAD_REQUEST, "Bad Request: missing Host"),
     };
     if !req.body().is_end_stream() {
-        resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     resp
 }

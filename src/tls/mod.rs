@@ -54,10 +54,11 @@ pub fn server_config(tls: &Tls) -> Result<Arc<ServerConfig>, TlsError> {
         TlsVersion::V1_2 => &[&rustls::version::TLS13, &rustls::version::TLS12],
         TlsVersion::V1_3 => &[&rustls::version::TLS13],
     };
-    let mut config = ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_protocol_versions(versions)?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(resolver));
+    let mut config =
+        ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_protocol_versions(versions)?
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::new(resolver));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
@@ -66,15 +67,29 @@ pub fn server_config(tls: &Tls) -> Result<Arc<ServerConfig>, TlsError> {
 pub fn load_certified_key(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, TlsError> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| TlsError::Cert { path: cert.to_path_buf(), reason: e.to_string() })?;
+        .map_err(|e| TlsError::Cert {
+            path: cert.to_path_buf(),
+            reason: e.to_string(),
+        })?;
     if chain.is_empty() {
-        return Err(TlsError::Cert { path: cert.to_path_buf(), reason: "no CERTIFICATE block".into() });
+        return Err(TlsError::Cert {
+            path: cert.to_path_buf(),
+            reason: "no CERTIFICATE block".into(),
+        });
     }
-    let der = PrivateKeyDer::from_pem_file(key)
-        .map_err(|e| TlsError::Key { path: key.to_path_buf(), reason: e.to_string() })?;
-    let signer = rustls::crypto::ring::sign::any_supported_type(&der)
-        .map_err(|e| TlsError::Key { path: key.to_path_buf(), reason: e.to_string() })?;
+    let der = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::Key {
+        path: key.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let signer =
+        rustls::crypto::ring::sign::any_supported_type(&der).map_err(|e| TlsError::Key {
+            path: key.to_path_buf(),
+            reason: e.to_string(),
+        })?;
     let ck = CertifiedKey::new(chain, signer);
-    ck.keys_match().map_err(|e| TlsError::Key { path: key.to_path_buf(), reason: format!("does not match the certificate: {e}") })?;
+    ck.keys_match().map_err(|e| TlsError::Key {
+        path: key.to_path_buf(),
+        reason: format!("does not match the certificate: {e}"),
+    })?;
     Ok(Arc::new(ck))
 }

@@ -19,7 +19,11 @@ pub struct SniResolver {
 
 impl SniResolver {
     pub fn new(default: Arc<CertifiedKey>) -> Self {
-        Self { default, exact: HashMap::new(), wildcard: HashMap::new() }
+        Self {
+            default,
+            exact: HashMap::new(),
+            wildcard: HashMap::new(),
+        }
     }
 
     pub fn add(&mut self, host: &HostPattern, key: Arc<CertifiedKey>) {
@@ -28,7 +32,8 @@ impl SniResolver {
                 self.exact.insert(h.clone(), key);
             }
             HostPattern::Wildcard(suffix) => {
-                self.wildcard.insert(suffix.trim_start_matches('.').to_string(), key);
+                self.wildcard
+                    .insert(suffix.trim_start_matches('.').to_string(), key);
             }
             HostPattern::Any => self.default = key,
         }
@@ -36,7 +41,9 @@ impl SniResolver {
 
     /// The certificate for a server name (already lower-case from rustls).
     pub fn choose(&self, name: Option<&str>) -> Arc<CertifiedKey> {
-        let Some(name) = name else { return self.default.clone() };
+        let Some(name) = name else {
+            return self.default.clone();
+        };
         if let Some(k) = self.exact.get(name) {
             return k.clone();
         }

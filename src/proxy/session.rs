@@ -1,0 +1,376 @@
+//! The session phase: around the upstream exchange.
+//!
+//! Before forwarding ([`begin`], [`prepare_request`]): find the live session
+//! behind the request's cookies, strip the session cookie from the `Cookie`
+//! header and merge the route's jar into it (SPEC §4.7, §5.2).
+//!
+//! After the response ([`Exchange::capture`]): upstream login/logout headers
+//! (§8.4), `Set-Cookie` into the jar or rewritten for the browser (§5, §6),
+//! lazy creation and rotation (§4.5, §4.6), and the session cookie itself.
+
+use http::header::{self, HeaderMap, HeaderValue};
+
+use super::path::prefix_matches;
+use super::ProxyError;
+use crate::app::State;
+use crate::config::{CookieMode, Provider, Route};
+use crate::identity::valid_value;
+use crate::session::jar::Stored;
+use crate::session::manager::{Found, Lookup, Manager};
+use crate::session::setcookie::{rewrite_for_browser, SetCookie};
+use crate::session::{Identity, Session, SessionId, SessionKey};
+use crate::store::StoreError;
+
+/// What the request's cookies led to, and what the response must say.
+#[derive(Debug, Default)]
+pub struct SessionState {
+    pub live: Option<Found>,
+    /// The request carried a live session (responses get `Vary: Cookie`).
+    pub carried: bool,
+    /// A session cookie to send: created, rotated or re-signed.
+    pub issue: Option<SessionId>,
+    /// Clear the browser's session cookie.
+    pub clear: bool,
+}
+
+impl SessionState {
+    pub fn identity(&self) -> Option<&Identity> {
+        self.live.as_ref().and_then(|f| f.session.identity.as_ref())
+    }
+
+    pub fn key(&self) -> Option<&SessionKey> {
+        self.live.as_ref().map(|f| &f.key)
+    }
+
+    pub fn user(&self) -> Option<&str> {
+        self.identity().map(|i| i.user.as_str())
+    }
+
+    /// The handle for logs, never the id.
+    pub fn handle(&self) -> Option<String> {
+        self.key().map(SessionKey::handle)
+    }
+}
+
+/// Looks up the session named by the request's cookies (SPEC §4.3).
+pub async fn begin(
+    manager: &Manager,
+    state: &State,
+    headers: &HeaderMap,
+    route: Option<&str>,
+) -> Result<SessionState, ProxyError> {
+    let name = &state.config.session.cookie_name;
+    let values = cookie_pairs(headers)
+        .filter(|(n, _)| *n == name.as_str())
+        .map(|(_, v)| v);
+    let lookup = manager
+        .lookup(values, &state.config.session, route)
+        .await
+        .map_err(store_error)?;
+    Ok(match lookup {
+        Lookup::NoCookie => SessionState::default(),
+        Lookup::Invalid => SessionState {
+            clear: true,
+            ..Default::default()
+        },
+        Lookup::Live(mut found) => SessionState {
+            issue: found.resign.take(),
+            carried: true,
+            live: Some(*found),
+            clear: false,
+        },
+    })
+}
+
+pub fn store_error(e: StoreError) -> ProxyError {
+    match e {
+        StoreError::Full => ProxyError::SessionsFull,
+        StoreError::Unavailable(_) => {
+            tracing::warn!(error = %e, "session store error");
+            ProxyError::StoreUnavailable
+        }
+    }
+}
+
+/// Every `name=value` pair of every `Cookie` field.
+pub fn cookie_pairs(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.split_once('=').map(|(n, v)| (n.trim(), v.trim())))
+}
+
+/// Rewrites the `Cookie` header for the upstream: the session cookie out,
+/// the jar's matching cookies in (longer paths first), and client cookies
+/// that share a name with a jar cookie dropped (the jar wins).
+pub fn prepare_request(
+    headers: &mut HeaderMap,
+    cookie_name: &str,
+    route: &Route,
+    session: Option<&Session>,
+    path: &str,
+    now: u64,
+) {
+    let jar = session
+        .filter(|_| route.cookies == CookieMode::Jar)
+        .and_then(|s| s.jar(&route.name));
+    let jar_cookies: Vec<_> = jar
+        .map(|j| j.matching(path, now).collect())
+        .unwrap_or_default();
+    if jar_cookies.is_empty() && !headers.contains_key(header::COOKIE) {
+        return;
+    }
+    let mut out = String::new();
+    for c in &jar_cookies {
+        push_pair(&mut out, &c.name, &c.value);
+    }
+    for (n, v) in cookie_pairs(headers) {
+        if n != cookie_name && !jar_cookies.iter().any(|c| c.name == n) {
+            push_pair(&mut out, n, v);
+        }
+    }
+    headers.remove(header::COOKIE);
+    if let Ok(v) = HeaderValue::from_str(&out) {
+        if !out.is_empty() {
+            headers.insert(header::COOKIE, v);
+        }
+    }
+}
+
+fn push_pair(out: &mut String, name: &str, value: &str) {
+    if !out.is_empty() {
+        out.push_str("; ");
+    }
+    out.push_str(name);
+    out.push('=');
+    out.push_str(value);
+}
+
+/// True when `path` falls under one of `prefixes` (segment boundaries).
+pub fn under_any(prefixes: &[String], path: &str) -> bool {
+    prefixes
+        .iter()
+        .any(|p| prefix_matches(p.trim_end_matches('/'), path))
+}
+
+/// The facts of one exchange the response side needs.
+pub struct Exchange<'a> {
+    pub manager: &'a Manager,
+    pub state: &'a State,
+    pub route: &'a Route,
+    pub path: &'a str,
+    pub is_post: bool,
+    pub client_ip: String,
+    pub user_agent: &'a str,
+    pub now: u64,
+}
+
+impl Exchange<'_> {
+    /// Applies the upstream response's session effects to `sess` and the
+    /// response headers.
+    pub async fn capture(
+        &self,
+        sess: &mut SessionState,
+        headers: &mut HeaderMap,
+    ) -> Result<(), ProxyError> {
+        let cfg = &self.state.config;
+        let login = headers.remove(&cfg.auth.upstream_login_header);
+        let logout = headers.remove(&cfg.auth.upstream_logout_header);
+        let upstream_auth = cfg.auth.provider == Provider::Upstream;
+        if upstream_auth && logout.is_some() {
+            if let Some(found) = sess.live.take() {
+                self.manager
+                    .end(
+                        &found.key,
+                        found.session.user(),
+                        "logout",
+                        Some(&self.route.name),
+                    )
+                    .await
+                    .map_err(store_error)?;
+                sess.clear = true;
+                sess.issue = None;
+            }
+        }
+        let existed = sess.live.is_some();
+        let mut session = match sess.live.as_ref() {
+            Some(f) => f.session.clone(),
+            None => Session::new(
+                self.now,
+                self.client_ip.clone(),
+                self.user_agent,
+                &self.route.name,
+            ),
+        };
+        let ended = upstream_auth && logout.is_some();
+        let jar_changed = self.capture_set_cookies(headers, &mut session, ended);
+        let mut identity_changed = false;
+        if let (true, false, Some(v)) = (upstream_auth, ended, login.as_ref()) {
+            identity_changed = self.bind_login(&mut session, v);
+        }
+        if ended || !(jar_changed || identity_changed) {
+            return Ok(());
+        }
+        let login_post = self.is_post && jar_changed && under_any(&cfg.auth.login_paths, self.path);
+        let session_cfg = &cfg.session;
+        let route = Some(self.route.name.as_str());
+        match sess.live.take() {
+            Some(found) if identity_changed || login_post => {
+                let (id, key) = self
+                    .manager
+                    .rotate(&found.key, &mut session, session_cfg, route)
+                    .await
+                    .map_err(store_error)?;
+                sess.issue = Some(id);
+                sess.live = Some(Found {
+                    key,
+                    session,
+                    resign: None,
+                });
+            }
+            Some(found) => {
+                if self
+                    .manager
+                    .save(&found.key, &mut session, session_cfg)
+                    .await
+                    .map_err(store_error)?
+                {
+                    sess.live = Some(Found { session, ..found });
+                } else {
+                    // Ended while the upstream answered (logout elsewhere).
+                    sess.clear = true;
+                    sess.issue = None;
+                }
+            }
+            None => {
+                debug_assert!(!existed);
+                let (id, key) = self
+                    .manager
+                    .create(&mut session, session_cfg, route)
+                    .await
+                    .map_err(store_error)?;
+                sess.issue = Some(id);
+                sess.clear = false;
+                sess.live = Some(Found {
+                    key,
+                    session,
+                    resign: None,
+                });
+            }
+        }
+        if identity_changed {
+            crate::telemetry::audit("login", sess.key(), sess.user(), route);
+        }
+        Ok(())
+    }
+
+    /// Moves jar-bound `Set-Cookie`s into the session's jar and rewrites the
+    /// rest for the browser. Returns true when the jar changed.
+    fn capture_set_cookies(
+        &self,
+        headers: &mut HeaderMap,
+        session: &mut Session,
+        session_ended: bool,
+    ) -> bool {
+        if !headers.contains_key(header::SET_COOKIE) {
+            return false;
+        }
+        let values: Vec<HeaderValue> = match headers.entry(header::SET_COOKIE) {
+            header::Entry::Occupied(e) => e.remove_entry_mult().1.collect(),
+            header::Entry::Vacant(_) => return false,
+        };
+        let cfg = &self.state.config;
+        let route = self.route;
+        let mut changed = false;
+        for value in values {
+            let Ok(raw) = std::str::from_utf8(value.as_bytes()) else {
+                reject(route, "malformed");
+                continue;
+            };
+            let name = raw.split(['=', ';']).next().unwrap_or("").trim();
+            if name == cfg.session.cookie_name {
+                tracing::warn!(route = %route.name, "upstream tried to set the session cookie; dropped");
+                continue;
+            }
+            let to_jar = route.cookies == CookieMode::Jar
+                && !route.passthrough_cookies.iter().any(|p| p == name);
+            if !to_jar {
+                match SetCookie::parse(raw) {
+                    Ok(_) => {
+                        let readable = route.script_readable_cookies.iter().any(|p| p == name);
+                        let rewritten = rewrite_for_browser(raw, cfg.session.same_site, readable);
+                        if let Ok(v) = HeaderValue::from_str(&rewritten) {
+                            headers.append(header::SET_COOKIE, v);
+                        }
+                    }
+                    Err(r) => reject(route, r.reason()),
+                }
+                continue;
+            }
+            if session_ended {
+                continue;
+            }
+            match SetCookie::parse(raw) {
+                Ok(sc) => match session.jar_mut(&route.name).store(
+                    &sc,
+                    self.path,
+                    self.now,
+                    cfg.session.max_jar_bytes,
+                ) {
+                    Stored::OverCap => reject(route, "jar_full"),
+                    s => changed |= s.changed(),
+                },
+                Err(r) => reject(route, r.reason()),
+            }
+        }
+        session.jars.retain(|(_, j)| !j.is_empty());
+        changed
+    }
+
+    /// Binds the user an upstream login header names; true when the
+    /// identity changed (the session must rotate).
+    fn bind_login(&self, session: &mut Session, value: &HeaderValue) -> bool {
+        let user = match value.to_str() {
+            Ok(u) if valid_value(u.trim()) => u.trim(),
+            _ => {
+                tracing::warn!(route = %self.route.name, "refused an upstream login header: empty, over 256 bytes or with control characters");
+                return false;
+            }
+        };
+        if session.user() == Some(user) {
+            return false;
+        }
+        session.identity = Some(Identity {
+            user: user.to_string(),
+            email: None,
+            groups: Vec::new(),
+        });
+        session.started = self.now;
+        session.last_seen = self.now;
+        true
+    }
+}
+
+fn reject(route: &Route, reason: &str) {
+    tracing::warn!(route = %route.name, reason, "dropped an upstream Set-Cookie");
+}
+
+/// The browser's session cookie (SPEC §4.2), or a clearing one.
+pub fn session_cookie(state: &State, value: Option<&str>, max_age: Option<u64>) -> HeaderValue {
+    let cfg = &state.config.session;
+    let mut s = String::with_capacity(160);
+    s.push_str(&cfg.cookie_name);
+    s.push('=');
+    s.push_str(value.unwrap_or(""));
+    s.push_str("; Secure; HttpOnly; SameSite=");
+    s.push_str(cfg.same_site.as_str());
+    s.push_str("; Path=/");
+    match (value, max_age) {
+        (None, _) => s.push_str("; Max-Age=0"),
+        (Some(_), Some(secs)) => s.push_str(&format!("; Max-Age={secs}")),
+        (Some(_), None) => {}
+    }
+    HeaderValue::from_str(&s).expect("cookie names and base64url values are valid header text")
+}

@@ -1,0 +1,329 @@
+//! The session cookie value (SPEC §4.1): `<id>.<mac>`, where `id` is 32
+//! bytes from the OS CSPRNG and `mac` is HMAC-SHA256 over those 32 bytes,
+//! both base64url without padding. The store is keyed by SHA-256 of the id
+//! bytes ([`SessionKey`]); its first 8 bytes in hex are the loggable handle.
+
+use std::fmt;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine;
+use ring::digest;
+use ring::hmac;
+use ring::rand::{SecureRandom, SystemRandom};
+
+use crate::config::Session as SessionConfig;
+
+const ID_LEN: usize = 32;
+const MAC_LEN: usize = 32;
+/// base64url lengths of the id and MAC (no padding).
+const ID_B64: usize = 43;
+const MAC_B64: usize = 43;
+
+/// A raw session id. Never logged, stored or sent upstream; `Debug` hides it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SessionId([u8; ID_LEN]);
+
+impl fmt::Debug for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SessionId(..)")
+    }
+}
+
+impl SessionId {
+    pub fn generate() -> Result<Self, ring::error::Unspecified> {
+        let mut id = [0u8; ID_LEN];
+        SystemRandom::new().fill(&mut id)?;
+        Ok(SessionId(id))
+    }
+
+    /// The store key: SHA-256 of the id bytes.
+    pub fn key(&self) -> SessionKey {
+        let d = digest::digest(&digest::SHA256, &self.0);
+        let mut k = [0u8; 32];
+        k.copy_from_slice(d.as_ref());
+        SessionKey(k)
+    }
+}
+
+/// SHA-256 of a session id: what the store, logs and admin API see.
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+pub struct SessionKey(pub [u8; 32]);
+
+impl SessionKey {
+    /// The non-secret handle: the first 16 hex digits of the key.
+    pub fn handle(&self) -> String {
+        self.0[..8].iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+impl fmt::Debug for SessionKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SessionKey({})", self.handle())
+    }
+}
+
+/// A signing key; `Debug` prints nothing of it.
+struct Key(hmac::Key);
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Key(..)")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error(
+        "{source_name}: a signing key must be at least 32 bytes (64 hex digits, or base64url)"
+    )]
+    TooShort { source_name: String },
+    #[error("{source_name}: not valid hex or base64url")]
+    Encoding { source_name: String },
+    #[error("cannot read or create the secret file {path}: {source}")]
+    File {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the system random generator failed")]
+    Random,
+}
+
+/// How a cookie verified.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verified {
+    /// Under the current key.
+    Current(SessionId),
+    /// Under a fallback key: accept, and re-sign with the current key.
+    Fallback(SessionId),
+}
+
+/// The current signing key and the older keys still accepted (SPEC §4.4).
+#[derive(Debug)]
+pub struct Keyring {
+    current: Key,
+    fallbacks: Vec<Key>,
+}
+
+impl Keyring {
+    pub fn new(current: &[u8], fallbacks: &[Vec<u8>]) -> Self {
+        let key = |k: &[u8]| Key(hmac::Key::new(hmac::HMAC_SHA256, k));
+        Keyring {
+            current: key(current),
+            fallbacks: fallbacks.iter().map(|k| key(k)).collect(),
+        }
+    }
+
+    /// Loads keys as configured: the env var if set, else `secret_file`
+    /// (created with a fresh key, mode 0600, when missing).
+    pub fn load(cfg: &SessionConfig) -> Result<Self, KeyError> {
+        let current = match std::env::var(&cfg.secret_env) {
+            Ok(v) if !v.trim().is_empty() => decode_key(v.trim(), &cfg.secret_env)?,
+            _ => load_or_create_file(&cfg.secret_file)?,
+        };
+        let mut fallbacks = Vec::new();
+        if let Ok(list) = std::env::var(&cfg.fallback_secrets_env) {
+            for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                fallbacks.push(decode_key(part, &cfg.fallback_secrets_env)?);
+            }
+        }
+        Ok(Keyring::new(&current, &fallbacks))
+    }
+
+    /// The cookie value for an id, signed with the current key.
+    pub fn encode(&self, id: &SessionId) -> String {
+        let tag = hmac::sign(&self.current.0, &id.0);
+        let mut out = String::with_capacity(ID_B64 + 1 + MAC_B64);
+        B64.encode_string(id.0, &mut out);
+        out.push('.');
+        B64.encode_string(tag.as_ref(), &mut out);
+        out
+    }
+
+    /// Verifies a cookie value in constant time under each key. `None` for a
+    /// malformed value or a MAC no key produced.
+    pub fn verify(&self, value: &str) -> Option<Verified> {
+        let (id_text, mac_text) = value.split_once('.')?;
+        if id_text.len() != ID_B64 || mac_text.len() != MAC_B64 {
+            return None;
+        }
+        let mut id = [0u8; ID_LEN];
+        let mut mac = [0u8; MAC_LEN];
+        if B64.decode_slice(id_text, &mut id).ok()? != ID_LEN
+            || B64.decode_slice(mac_text, &mut mac).ok()? != MAC_LEN
+        {
+            return None;
+        }
+        // Re-encoding must give the same text: no alternative spellings.
+        if B64.encode(id) != id_text || B64.encode(mac) != mac_text {
+            return None;
+        }
+        if hmac::verify(&self.current.0, &id, &mac).is_ok() {
+            return Some(Verified::Current(SessionId(id)));
+        }
+        self.fallbacks
+            .iter()
+            .any(|k| hmac::verify(&k.0, &id, &mac).is_ok())
+            .then_some(Verified::Fallback(SessionId(id)))
+    }
+}
+
+/// Exactly 64 hex digits is hex; anything else is base64url (padding allowed).
+pub fn decode_key(text: &str, source_name: &str) -> Result<Vec<u8>, KeyError> {
+    let bytes = if text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        (0..32)
+            .map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| KeyError::Encoding {
+                source_name: source_name.into(),
+            })?
+    } else {
+        B64.decode(text.trim_end_matches('='))
+            .map_err(|_| KeyError::Encoding {
+                source_name: source_name.into(),
+            })?
+    };
+    if bytes.len() < 32 {
+        return Err(KeyError::TooShort {
+            source_name: source_name.into(),
+        });
+    }
+    Ok(bytes)
+}
+
+fn load_or_create_file(path: &Path) -> Result<Vec<u8>, KeyError> {
+    let file_err = |source| KeyError::File {
+        path: path.to_path_buf(),
+        source,
+    };
+    match std::fs::read_to_string(path) {
+        Ok(text) => decode_key(text.trim(), &path.display().to_string()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut key = [0u8; 32];
+            SystemRandom::new()
+                .fill(&mut key)
+                .map_err(|_| KeyError::Random)?;
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(file_err)?;
+            }
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(file_err)?;
+            writeln!(f, "{}", B64.encode(key))
+                .and_then(|()| f.sync_all())
+                .map_err(file_err)?;
+            tracing::warn!(path = %path.display(), "generated a new session signing key");
+            Ok(key.to_vec())
+        }
+        Err(e) => Err(file_err(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ring_with(current: u8, fallbacks: &[u8]) -> Keyring {
+        Keyring::new(
+            &[current; 32],
+            &fallbacks.iter().map(|b| vec![*b; 32]).collect::<Vec<_>>(),
+        )
+    }
+
+    #[test]
+    fn round_trip() {
+        let kr = ring_with(1, &[]);
+        let id = SessionId::generate().unwrap();
+        let v = kr.encode(&id);
+        assert_eq!(v.len(), 87);
+        assert_eq!(kr.verify(&v), Some(Verified::Current(id)));
+    }
+
+    #[test]
+    fn tampering_any_byte_fails() {
+        let kr = ring_with(1, &[]);
+        let v = kr.encode(&SessionId::generate().unwrap());
+        for i in 0..v.len() {
+            let mut b = v.clone().into_bytes();
+            b[i] = if b[i] == b'A' { b'B' } else { b'A' };
+            let t = String::from_utf8(b).unwrap();
+            if t != v {
+                assert!(kr.verify(&t).is_none(), "byte {i}");
+            }
+        }
+    }
+
+    #[test]
+    fn wrong_key_fails_fallback_verifies() {
+        let old = ring_with(2, &[]);
+        let v = old.encode(&SessionId::generate().unwrap());
+        assert!(ring_with(1, &[]).verify(&v).is_none());
+        assert!(matches!(
+            ring_with(1, &[3, 2]).verify(&v),
+            Some(Verified::Fallback(_))
+        ));
+    }
+
+    #[test]
+    fn malformed_values_fail() {
+        let kr = ring_with(1, &[]);
+        for bad in [
+            "",
+            ".",
+            "abc",
+            "a.b",
+            &"A".repeat(87),
+            &format!("{}.{}", "A".repeat(43), "A".repeat(44)),
+        ] {
+            assert!(kr.verify(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn handle_is_16_hex_digits_of_sha256() {
+        let id = SessionId([7u8; 32]);
+        let h = id.key().handle();
+        assert_eq!(h.len(), 16);
+        let full: String = digest::digest(&digest::SHA256, &[7u8; 32])
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert!(full.starts_with(&h));
+    }
+
+    #[test]
+    fn key_decoding() {
+        assert_eq!(decode_key(&"ab".repeat(32), "t").unwrap(), vec![0xab; 32]);
+        assert_eq!(
+            decode_key(&B64.encode([9u8; 32]), "t").unwrap(),
+            vec![9; 32]
+        );
+        assert!(matches!(
+            decode_key(&B64.encode([9u8; 16]), "t"),
+            Err(KeyError::TooShort { .. })
+        ));
+        assert!(decode_key("!!!", "t").is_err());
+    }
+
+    #[test]
+    fn secret_file_is_created_0600_and_reused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("data/secret.key");
+        let a = load_or_create_file(&p).unwrap();
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(load_or_create_file(&p).unwrap(), a);
+    }
+}

@@ -1,0 +1,197 @@
+//! Session lifecycle over a store: look up the cookie's session, create,
+//! rotate, touch (coalesced by `touch_interval`), end; purge in the
+//! background. Every lifecycle change emits its audit event (SPEC §11).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::codec::{Keyring, SessionId, SessionKey, Verified};
+use super::setcookie::now_ms;
+use super::{Ended, Session};
+use crate::config::Session as SessionConfig;
+use crate::store::{SessionStore, Store, StoreError};
+use crate::telemetry::audit;
+
+pub struct Manager {
+    pub store: Store,
+    pub keys: Keyring,
+}
+
+/// A live session found from the request's cookie.
+#[derive(Debug)]
+pub struct Found {
+    pub key: SessionKey,
+    pub session: Session,
+    /// Verified under a fallback key: re-issue signed with the current key.
+    pub resign: Option<SessionId>,
+}
+
+/// The outcome of looking at a request's session cookies.
+#[derive(Debug)]
+pub enum Lookup {
+    /// No cookie with the session cookie's name.
+    NoCookie,
+    /// Cookies were sent but none names a live session: clear it.
+    Invalid,
+    Live(Box<Found>),
+}
+
+impl Manager {
+    pub fn new(store: Store, keys: Keyring) -> Self {
+        Manager { store, keys }
+    }
+
+    /// Tries each cookie value; the first that verifies and names a live
+    /// session wins (SPEC §4.3). A bad MAC costs no store lookup; a store
+    /// error fails the request rather than treating the session as unknown.
+    pub async fn lookup<'a>(
+        &self,
+        values: impl Iterator<Item = &'a str>,
+        cfg: &SessionConfig,
+        route: Option<&str>,
+    ) -> Result<Lookup, StoreError> {
+        let mut any = false;
+        for value in values {
+            any = true;
+            let (id, resign) = match self.keys.verify(value) {
+                Some(Verified::Current(id)) => (id, false),
+                Some(Verified::Fallback(id)) => (id, true),
+                None => {
+                    audit("forged_cookie", None, None, route);
+                    continue;
+                }
+            };
+            let key = id.key();
+            let Some(session) = self.store.load(&key).await? else {
+                continue;
+            };
+            let now = now_ms();
+            if let Some(why) = session.ended(cfg, now) {
+                self.store.delete(&key).await?;
+                let event = match why {
+                    Ended::Idle => "expired_idle",
+                    Ended::Absolute => "expired_absolute",
+                };
+                audit(event, Some(&key), session.user(), route);
+                continue;
+            }
+            return Ok(Lookup::Live(Box::new(Found {
+                key,
+                session,
+                resign: resign.then_some(id),
+            })));
+        }
+        Ok(if any {
+            Lookup::Invalid
+        } else {
+            Lookup::NoCookie
+        })
+    }
+
+    /// Stores a new session under a fresh id.
+    pub async fn create(
+        &self,
+        session: &mut Session,
+        cfg: &SessionConfig,
+        route: Option<&str>,
+    ) -> Result<(SessionId, SessionKey), StoreError> {
+        let id = fresh_id()?;
+        let key = id.key();
+        session.expires_at = session.deadline(cfg);
+        self.store.create(&key, session).await?;
+        audit("session_created", Some(&key), session.user(), route);
+        Ok((id, key))
+    }
+
+    /// Writes a changed session back; `false` when it ended meanwhile.
+    pub async fn save(
+        &self,
+        key: &SessionKey,
+        session: &mut Session,
+        cfg: &SessionConfig,
+    ) -> Result<bool, StoreError> {
+        session.expires_at = session.deadline(cfg);
+        self.store.update(key, session).await
+    }
+
+    /// Moves a session to a fresh id; the old one stops working at once.
+    pub async fn rotate(
+        &self,
+        old: &SessionKey,
+        session: &mut Session,
+        cfg: &SessionConfig,
+        route: Option<&str>,
+    ) -> Result<(SessionId, SessionKey), StoreError> {
+        let id = fresh_id()?;
+        let key = id.key();
+        session.expires_at = session.deadline(cfg);
+        self.store.rotate(old, &key, session).await?;
+        audit("rotated", Some(&key), session.user(), route);
+        Ok((id, key))
+    }
+
+    /// Records activity when `touch_interval` has passed since the last write.
+    pub async fn touch_if_due(
+        &self,
+        found: &mut Found,
+        cfg: &SessionConfig,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        if now.saturating_sub(found.session.last_seen) < cfg.touch_interval.as_millis() as u64 {
+            return Ok(());
+        }
+        found.session.last_seen = now;
+        found.session.expires_at = found.session.deadline(cfg);
+        self.store
+            .touch(&found.key, now, found.session.expires_at)
+            .await
+            .map(drop)
+    }
+
+    /// Ends a session (logout, revocation); `true` when it existed.
+    pub async fn end(
+        &self,
+        key: &SessionKey,
+        user: Option<&str>,
+        event: &str,
+        route: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let existed = self.store.delete(key).await?;
+        if existed {
+            audit(event, Some(key), user, route);
+        }
+        Ok(existed)
+    }
+
+    /// True while the session exists and has not ended (tunnels poll this).
+    pub async fn is_live(&self, key: &SessionKey, cfg: &SessionConfig) -> Result<bool, StoreError> {
+        Ok(self
+            .store
+            .load(key)
+            .await?
+            .is_some_and(|s| s.ended(cfg, now_ms()).is_none()))
+    }
+
+    /// Purges ended sessions every `every` until the process ends.
+    pub fn spawn_purge(self: &Arc<Self>, every: Duration) {
+        let this = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(m) = this.upgrade() else { return };
+                match m.store.purge(now_ms()).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::debug!(purged = n, "purged ended sessions"),
+                    Err(e) => tracing::warn!(error = %e, "session purge failed"),
+                }
+            }
+        });
+    }
+}
+
+fn fresh_id() -> Result<SessionId, StoreError> {
+    SessionId::generate()
+        .map_err(|_| StoreError::Unavailable("the system random generator failed".into()))
+}

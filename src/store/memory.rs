@@ -1,0 +1,197 @@
+//! The in-memory backend: a sharded map, bounded by `max_sessions`. Nothing
+//! survives a restart.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use dashmap::DashMap;
+
+use super::{SessionStore, StoreError};
+use crate::session::{Session, SessionKey};
+
+#[derive(Debug)]
+pub struct MemoryStore {
+    map: DashMap<SessionKey, Session>,
+    max: AtomicUsize,
+}
+
+impl MemoryStore {
+    pub fn new(max_sessions: usize) -> Self {
+        MemoryStore {
+            map: DashMap::new(),
+            max: AtomicUsize::new(max_sessions),
+        }
+    }
+
+    /// Evicts the longest-idle anonymous sessions: at least one, and up to
+    /// 1% of capacity so a full store pays for the scan rarely. Sessions
+    /// with an identity are never evicted (SPEC §7.3).
+    fn evict(&self, max: usize) -> usize {
+        let batch = (max / 100).max(1);
+        let mut anon: Vec<(u64, SessionKey)> = self
+            .map
+            .iter()
+            .filter(|e| e.value().identity.is_none())
+            .map(|e| (e.value().last_seen, *e.key()))
+            .collect();
+        let n = batch.min(anon.len());
+        if n == 0 {
+            return 0;
+        }
+        anon.select_nth_unstable(n - 1);
+        let mut evicted = 0;
+        for (_, key) in &anon[..n] {
+            // Only if it is still anonymous: a login may have raced the scan.
+            if self
+                .map
+                .remove_if(key, |_, s| s.identity.is_none())
+                .is_some()
+            {
+                evicted += 1;
+            }
+        }
+        evicted
+    }
+}
+
+impl SessionStore for MemoryStore {
+    async fn load(&self, key: &SessionKey) -> Result<Option<Session>, StoreError> {
+        Ok(self.map.get(key).map(|s| s.value().clone()))
+    }
+
+    async fn create(&self, key: &SessionKey, session: &Session) -> Result<(), StoreError> {
+        let max = self.max.load(Ordering::Relaxed);
+        if self.map.len() >= max && self.evict(max) == 0 {
+            return Err(StoreError::Full);
+        }
+        self.map.insert(*key, session.clone());
+        Ok(())
+    }
+
+    async fn update(&self, key: &SessionKey, session: &Session) -> Result<bool, StoreError> {
+        Ok(match self.map.get_mut(key) {
+            Some(mut s) => {
+                *s = session.clone();
+                true
+            }
+            None => false,
+        })
+    }
+
+    async fn touch(
+        &self,
+        key: &SessionKey,
+        last_seen: u64,
+        expires_at: u64,
+    ) -> Result<bool, StoreError> {
+        Ok(match self.map.get_mut(key) {
+            Some(mut s) => {
+                s.last_seen = s.last_seen.max(last_seen);
+                s.expires_at = s.expires_at.max(expires_at);
+                true
+            }
+            None => false,
+        })
+    }
+
+    async fn rotate(
+        &self,
+        old: &SessionKey,
+        new: &SessionKey,
+        session: &Session,
+    ) -> Result<(), StoreError> {
+        // Insert first, then remove: there is no moment with neither key,
+        // and the old key is gone before the response names the new one.
+        self.map.insert(*new, session.clone());
+        self.map.remove(old);
+        Ok(())
+    }
+
+    async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {
+        Ok(self.map.remove(key).is_some())
+    }
+
+    async fn purge(&self, now: u64) -> Result<usize, StoreError> {
+        let before = self.map.len();
+        self.map.retain(|_, s| s.expires_at > now);
+        Ok(before.saturating_sub(self.map.len()))
+    }
+
+    async fn count(&self) -> Result<usize, StoreError> {
+        Ok(self.map.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::{Identity, SessionId};
+
+    fn session(last_seen: u64, user: Option<&str>) -> Session {
+        let mut s = Session::new(last_seen, "127.0.0.1".into(), "t", "/");
+        s.expires_at = last_seen + 1000;
+        s.identity = user.map(|u| Identity {
+            user: u.into(),
+            email: None,
+            groups: vec![],
+        });
+        s
+    }
+
+    fn key() -> SessionKey {
+        SessionId::generate().unwrap().key()
+    }
+
+    #[tokio::test]
+    async fn s7_3_full_store_evicts_longest_idle_anonymous_first() {
+        let store = MemoryStore::new(3);
+        let (old, newer, user) = (key(), key(), key());
+        store.create(&old, &session(1, None)).await.unwrap();
+        store.create(&newer, &session(5, None)).await.unwrap();
+        store
+            .create(&user, &session(0, Some("alice")))
+            .await
+            .unwrap();
+        store.create(&key(), &session(9, None)).await.unwrap();
+        assert!(store.load(&old).await.unwrap().is_none());
+        assert!(store.load(&newer).await.unwrap().is_some());
+        assert!(store.load(&user).await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn s7_3_full_of_identities_refuses() {
+        let store = MemoryStore::new(1);
+        store
+            .create(&key(), &session(0, Some("alice")))
+            .await
+            .unwrap();
+        assert!(matches!(
+            store.create(&key(), &session(1, None)).await,
+            Err(StoreError::Full)
+        ));
+    }
+
+    #[tokio::test]
+    async fn update_touch_and_rotate() {
+        let store = MemoryStore::new(10);
+        let (a, b) = (key(), key());
+        assert!(!store.update(&a, &session(0, None)).await.unwrap());
+        store.create(&a, &session(0, None)).await.unwrap();
+        assert!(store.touch(&a, 50, 1050).await.unwrap());
+        assert_eq!(store.load(&a).await.unwrap().unwrap().last_seen, 50);
+        store
+            .rotate(&a, &b, &session(60, Some("bob")))
+            .await
+            .unwrap();
+        assert!(store.load(&a).await.unwrap().is_none());
+        assert_eq!(store.load(&b).await.unwrap().unwrap().user(), Some("bob"));
+    }
+
+    #[tokio::test]
+    async fn purge_removes_ended_sessions() {
+        let store = MemoryStore::new(10);
+        store.create(&key(), &session(0, None)).await.unwrap();
+        store.create(&key(), &session(5000, None)).await.unwrap();
+        assert_eq!(store.purge(2000).await.unwrap(), 1);
+        assert_eq!(store.count().await.unwrap(), 1);
+    }
+}

@@ -1,0 +1,131 @@
+//! Session storage. [`SessionStore`] is the contract every backend meets;
+//! [`Store`] picks the configured backend. Keys are SHA-256 of session ids
+//! ([`SessionKey`]): a raw id never reaches a store.
+
+mod memory;
+
+use std::future::Future;
+
+use crate::config::{Backend, Config};
+use crate::session::{Session, SessionKey};
+
+pub use memory::MemoryStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// `max_sessions` reached and nothing could be evicted (SPEC §7.3).
+    #[error("the session store is full")]
+    Full,
+    #[error("the session store is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// What a session store does. Every write is keyed by [`SessionKey`] and
+/// every method is safe to call from many requests at once.
+pub trait SessionStore: Send + Sync {
+    fn load(
+        &self,
+        key: &SessionKey,
+    ) -> impl Future<Output = Result<Option<Session>, StoreError>> + Send;
+    /// Inserts a new session, first evicting the longest-idle anonymous
+    /// sessions when at capacity; [`StoreError::Full`] when none can go.
+    fn create(
+        &self,
+        key: &SessionKey,
+        session: &Session,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Replaces an existing session; `false` when it is gone (ended
+    /// meanwhile), in which case nothing is written.
+    fn update(
+        &self,
+        key: &SessionKey,
+        session: &Session,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Records activity; `false` when the session is gone.
+    fn touch(
+        &self,
+        key: &SessionKey,
+        last_seen: u64,
+        expires_at: u64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Atomically moves a session to a new key: the old key stops working.
+    fn rotate(
+        &self,
+        old: &SessionKey,
+        new: &SessionKey,
+        session: &Session,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Removes a session; `true` when it existed.
+    fn delete(&self, key: &SessionKey) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Removes sessions that ended by `now`; returns how many.
+    fn purge(&self, now: u64) -> impl Future<Output = Result<usize, StoreError>> + Send;
+    /// Sessions held.
+    fn count(&self) -> impl Future<Output = Result<usize, StoreError>> + Send;
+}
+
+/// The configured backend.
+#[derive(Debug)]
+pub enum Store {
+    Memory(MemoryStore),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("store.backend = \"{0}\" is not available in this build yet; use \"memory\"")]
+    NotAvailable(&'static str),
+}
+
+impl Store {
+    pub fn open(config: &Config) -> Result<Store, OpenError> {
+        match config.store.backend {
+            Backend::Memory => Ok(Store::Memory(MemoryStore::new(config.session.max_sessions))),
+            Backend::Embedded => Err(OpenError::NotAvailable("embedded")),
+            Backend::Redis => Err(OpenError::NotAvailable("redis")),
+        }
+    }
+}
+
+macro_rules! dispatch {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self {
+            Store::Memory($s) => $e,
+        }
+    };
+}
+
+impl SessionStore for Store {
+    async fn load(&self, key: &SessionKey) -> Result<Option<Session>, StoreError> {
+        dispatch!(self, s => s.load(key).await)
+    }
+    async fn create(&self, key: &SessionKey, session: &Session) -> Result<(), StoreError> {
+        dispatch!(self, s => s.create(key, session).await)
+    }
+    async fn update(&self, key: &SessionKey, session: &Session) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.update(key, session).await)
+    }
+    async fn touch(
+        &self,
+        key: &SessionKey,
+        last_seen: u64,
+        expires_at: u64,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.touch(key, last_seen, expires_at).await)
+    }
+    async fn rotate(
+        &self,
+        old: &SessionKey,
+        new: &SessionKey,
+        session: &Session,
+    ) -> Result<(), StoreError> {
+        dispatch!(self, s => s.rotate(old, new, session).await)
+    }
+    async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.delete(key).await)
+    }
+    async fn purge(&self, now: u64) -> Result<usize, StoreError> {
+        dispatch!(self, s => s.purge(now).await)
+    }
+    async fn count(&self) -> Result<usize, StoreError> {
+        dispatch!(self, s => s.count().await)
+    }
+}
