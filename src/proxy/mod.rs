@@ -176,12 +176,7 @@ async fn serve(
         &path,
         now,
     );
-    let user_agent = req
-        .headers()
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
+    let user_agent = req.headers().get(header::USER_AGENT).cloned();
     let is_post = req.method() == Method::POST;
 
     // 4. forward
@@ -209,8 +204,8 @@ async fn serve(
         route,
         path: &target.path,
         is_post,
-        client_ip: conn.peer.ip().to_string(),
-        user_agent: &user_agent,
+        client_ip: conn.peer.ip(),
+        user_agent: user_agent.as_ref(),
         now,
     };
     exchange.capture(sess, resp.headers_mut()).await?;

@@ -119,7 +119,8 @@ pub fn prepare_request(
     let jar_cookies: Vec<_> = jar
         .map(|j| j.matching(path, now).collect())
         .unwrap_or_default();
-    if jar_cookies.is_empty() && !headers.contains_key(header::COOKIE) {
+    // Nothing to merge and no session cookie to remove: leave it as sent.
+    if jar_cookies.is_empty() && !cookie_pairs(headers).any(|(n, _)| n == cookie_name) {
         return;
     }
     let mut out = String::new();
@@ -162,8 +163,8 @@ pub struct Exchange<'a> {
     pub route: &'a Route,
     pub path: &'a str,
     pub is_post: bool,
-    pub client_ip: String,
-    pub user_agent: &'a str,
+    pub client_ip: std::net::IpAddr,
+    pub user_agent: Option<&'a HeaderValue>,
     pub now: u64,
 }
 
@@ -178,6 +179,9 @@ impl Exchange<'_> {
         let cfg = &self.state.config;
         let login = headers.remove(&cfg.auth.upstream_login_header);
         let logout = headers.remove(&cfg.auth.upstream_logout_header);
+        if login.is_none() && logout.is_none() && !headers.contains_key(header::SET_COOKIE) {
+            return Ok(());
+        }
         let upstream_auth = cfg.auth.provider == Provider::Upstream;
         if upstream_auth && logout.is_some() {
             if let Some(found) = sess.live.take() {
@@ -197,12 +201,10 @@ impl Exchange<'_> {
         let existed = sess.live.is_some();
         let mut session = match sess.live.as_ref() {
             Some(f) => f.session.clone(),
-            None => Session::new(
-                self.now,
-                self.client_ip.clone(),
-                self.user_agent,
-                &self.route.name,
-            ),
+            None => {
+                let ua = self.user_agent.and_then(|v| v.to_str().ok()).unwrap_or("");
+                Session::new(self.now, self.client_ip.to_string(), ua, &self.route.name)
+            }
         };
         let ended = upstream_auth && logout.is_some();
         let jar_changed = self.capture_set_cookies(headers, &mut session, ended);
