@@ -137,6 +137,7 @@ impl Shared {
 pub struct Listeners {
     pub https: TcpListener,
     pub redirect: Option<TcpListener>,
+    pub admin: Option<TcpListener>,
 }
 
 impl Listeners {
@@ -149,6 +150,10 @@ impl Listeners {
         Ok(Listeners {
             https: bind(config.server.listen).await?,
             redirect: match config.server.redirect_http {
+                Some(a) => Some(bind(a).await?),
+                None => None,
+            },
+            admin: match config.server.admin_listen {
                 Some(a) => Some(bind(a).await?),
                 None => None,
             },
@@ -222,6 +227,16 @@ pub async fn serve(
             r,
             shared.clone(),
             limit.clone(),
+            drain.clone(),
+        ));
+    }
+    if let Some(a) = listeners.admin {
+        log_addr("admin", &a);
+        // Its own small limit: the admin port must answer while the proxy is full.
+        tokio::spawn(server::accept_admin(
+            a,
+            shared.clone(),
+            Arc::new(Semaphore::new(64)),
             drain.clone(),
         ));
     }

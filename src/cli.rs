@@ -30,6 +30,8 @@ pub enum Command {
     Check,
     /// Print a fresh random 32-byte key (base64url).
     GenSecret,
+    /// Ask /readyz on the configured admin_listen: exit 0 when ready, 1 otherwise.
+    Healthcheck,
     /// Print shell completions.
     Completions {
         #[arg(value_enum)]
@@ -62,6 +64,39 @@ pub fn check(path: &std::path::Path) -> i32 {
     }
     println!("{}: ok ({} routes)", path.display(), config.routes.len());
     0
+}
+
+/// `cloakroom healthcheck`: 0 when the admin listener says ready.
+pub fn healthcheck(path: &std::path::Path) -> i32 {
+    let addr = match Config::load(path) {
+        Ok(c) => match c.server.admin_listen {
+            Some(a) if a.ip().is_unspecified() => {
+                std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), a.port())
+            }
+            Some(a) => a,
+            None => {
+                eprintln!("server.admin_listen is disabled; nothing to ask");
+                return 1;
+            }
+        },
+        Err(e) => {
+            eprintln!("{e}");
+            return 1;
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(_) => return 1,
+    };
+    if rt.block_on(crate::admin::healthcheck(addr)) {
+        0
+    } else {
+        eprintln!("not ready: {addr}/readyz");
+        1
+    }
 }
 
 /// `cloakroom gen-secret`.

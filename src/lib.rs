@@ -14,11 +14,13 @@
 
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod identity;
+pub mod metrics;
 pub mod proxy;
 pub mod server;
 pub mod session;

@@ -20,6 +20,7 @@ fn main() {
                 1
             }
         },
+        Some(Command::Healthcheck) => cli::healthcheck(&config),
         Some(Command::Completions { shell }) => {
             cli::completions(shell);
             0

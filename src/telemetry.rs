@@ -31,20 +31,24 @@ pub struct AccessLine<'a> {
     pub route: Option<&'a str>,
     pub method: &'a str,
     pub path: &'a str,
-    pub status: u16,
+    pub status: http::StatusCode,
     pub duration: Duration,
     pub session: Option<&'a str>,
     pub user: Option<&'a str>,
 }
 
 pub fn access(line: AccessLine<'_>) {
+    crate::metrics::get()
+        .requests
+        .with_label_values(&[line.route.unwrap_or(""), line.status.as_str()])
+        .inc();
     let duration_ms = line.duration.as_secs_f64() * 1000.0;
     tracing::info!(
         target: "access",
         route = line.route,
         method = line.method,
         path = line.path,
-        status = line.status,
+        status = line.status.as_u16(),
         duration_ms = (duration_ms * 1000.0).round() / 1000.0,
         session = line.session,
         user = line.user,
@@ -125,6 +129,10 @@ pub fn audit(
     user: Option<&str>,
     route: Option<&str>,
 ) {
+    crate::metrics::get()
+        .session_events
+        .with_label_values(&[event])
+        .inc();
     let handle = key.map(|k| k.handle());
     tracing::info!(target: "audit", event, session = handle.as_deref(), user, route);
 }

@@ -96,7 +96,7 @@ pub async fn handle(
         route: route_name(&access),
         method: method.as_str(),
         path: access.path.as_deref().unwrap_or_else(|| uri.path()),
-        status: resp.status().as_u16(),
+        status: resp.status(),
         duration: started.elapsed(),
         session: handle.as_deref(),
         user: sess.user(),
@@ -195,7 +195,13 @@ async fn serve(
         websocket,
     };
     let upstream_req = forward.build(req)?;
-    let mut resp = state.upstream.send(upstream_req).await?;
+    let sent = Instant::now();
+    let resp = state.upstream.send(upstream_req).await;
+    crate::metrics::get()
+        .upstream_duration
+        .with_label_values(&[route.name.as_str()])
+        .observe(sent.elapsed().as_secs_f64());
+    let mut resp = resp?;
 
     // 5. respond
     let exchange = session::Exchange {

@@ -356,6 +356,10 @@ impl Exchange<'_> {
 }
 
 fn reject(route: &Route, reason: &str) {
+    crate::metrics::get()
+        .jar_rejected
+        .with_label_values(&[reason])
+        .inc();
     tracing::warn!(route = %route.name, reason, "dropped an upstream Set-Cookie");
 }
 

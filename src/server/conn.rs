@@ -34,12 +34,17 @@ pub(super) async fn serve_tls(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shar
     drop(state);
     let tls = match tokio::time::timeout(server.request_header_timeout, acceptor.accept(tcp)).await
     {
-        Ok(Ok(tls)) => tls,
+        Ok(Ok(tls)) => {
+            handshake("ok");
+            tls
+        }
         Ok(Err(e)) => {
+            handshake("error");
             tracing::debug!(peer = %peer, error = %e, "TLS handshake failed");
             return;
         }
         Err(_) => {
+            handshake("error");
             tracing::debug!(peer = %peer, "TLS handshake timed out");
             return;
         }
@@ -74,7 +79,14 @@ pub(super) async fn serve_tls(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shar
     }
 }
 
-pub(super) fn http1_builder(server: &Server) -> http1::Builder {
+fn handshake(result: &str) {
+    crate::metrics::get()
+        .tls_handshakes
+        .with_label_values(&[result])
+        .inc();
+}
+
+pub fn http1_builder(server: &Server) -> http1::Builder {
     let mut b = http1::Builder::new();
     b.timer(TokioTimer::new())
         .header_read_timeout(server.request_header_timeout)
@@ -88,7 +100,10 @@ fn http2_builder(server: &Server) -> http2::Builder<TokioExecutor> {
     b.timer(TokioTimer::new())
         .max_header_list_size(server.max_request_header_bytes as u32)
         .max_concurrent_streams(256)
-        .keep_alive_interval(server.client_idle_timeout / 2)
+        // Pings (and the client's pongs) move bytes, which `drive` counts as
+        // activity: pinging more often than the idle timeout would keep an
+        // idle connection open forever, so ping only after it has passed.
+        .keep_alive_interval(server.client_idle_timeout * 2)
         .keep_alive_timeout(server.request_header_timeout);
     b
 }

@@ -14,6 +14,7 @@ use tokio::sync::{watch, Semaphore};
 
 use crate::app::Shared;
 
+pub use conn::http1_builder;
 pub use drain::Drain;
 
 /// Accepts HTTPS connections until `stop` turns true.
@@ -25,6 +26,19 @@ pub async fn accept_https(
 ) {
     accept_loop(listener, limit, drain.clone(), move |tcp, peer| {
         conn::serve_tls(tcp, peer, shared.clone(), drain.clone())
+    })
+    .await
+}
+
+/// Accepts admin connections (health, readiness, metrics).
+pub async fn accept_admin(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    limit: Arc<Semaphore>,
+    drain: Drain,
+) {
+    accept_loop(listener, limit, drain.clone(), move |tcp, _peer| {
+        crate::admin::serve(tcp, shared.clone(), drain.clone())
     })
     .await
 }

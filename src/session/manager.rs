@@ -67,7 +67,9 @@ impl Manager {
             };
             let now = now_ms();
             if let Some(why) = session.ended(cfg, now) {
-                self.store.delete(&key).await?;
+                if self.store.delete(&key).await? {
+                    crate::metrics::get().sessions_active.dec();
+                }
                 let event = match why {
                     Ended::Idle => "expired_idle",
                     Ended::Absolute => "expired_absolute",
@@ -99,6 +101,7 @@ impl Manager {
         let key = id.key();
         session.expires_at = session.deadline(cfg);
         self.store.create(&key, session).await?;
+        crate::metrics::get().sessions_active.inc();
         audit("session_created", Some(&key), session.user(), route);
         Ok((id, key))
     }
@@ -158,6 +161,7 @@ impl Manager {
     ) -> Result<bool, StoreError> {
         let existed = self.store.delete(key).await?;
         if existed {
+            crate::metrics::get().sessions_active.dec();
             audit(event, Some(key), user, route);
         }
         Ok(existed)
@@ -185,6 +189,10 @@ impl Manager {
                     Ok(0) => {}
                     Ok(n) => tracing::debug!(purged = n, "purged ended sessions"),
                     Err(e) => tracing::warn!(error = %e, "session purge failed"),
+                }
+                // Reconciles evictions and expiries the counters did not see.
+                if let Ok(n) = m.store.count().await {
+                    crate::metrics::get().sessions_active.set(n as i64);
                 }
             }
         });

@@ -1,0 +1,114 @@
+//! Prometheus metrics (SPEC §11), registered once and served as text on the
+//! admin listener's `/metrics`. Each metric is incremented in exactly one
+//! place: the access log, the audit log, the store dispatch, the TLS
+//! handshake and the jar.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
+use std::sync::LazyLock;
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: IntCounterVec,
+    pub upstream_duration: HistogramVec,
+    pub sessions_active: IntGauge,
+    pub session_events: IntCounterVec,
+    pub store_duration: HistogramVec,
+    pub store_errors: IntCounter,
+    pub tls_handshakes: IntCounterVec,
+    pub jar_rejected: IntCounterVec,
+}
+
+fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric definition");
+    r.register(Box::new(c.clone()))
+        .expect("metric names are unique");
+    c
+}
+
+fn histogram_vec(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    label: &str,
+    buckets: Vec<f64>,
+) -> HistogramVec {
+    let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), &[label])
+        .expect("valid metric definition");
+    r.register(Box::new(h.clone()))
+        .expect("metric names are unique");
+    h
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
+    let r = Registry::new();
+    let sessions_active = IntGauge::new("cloakroom_sessions_active", "Sessions held by the store.")
+        .expect("valid metric definition");
+    r.register(Box::new(sessions_active.clone()))
+        .expect("metric names are unique");
+    let store_errors = IntCounter::new(
+        "cloakroom_store_errors_total",
+        "Session store operations that failed.",
+    )
+    .expect("valid metric definition");
+    r.register(Box::new(store_errors.clone()))
+        .expect("metric names are unique");
+    Metrics {
+        requests: counter_vec(
+            &r,
+            "cloakroom_requests_total",
+            "Requests answered, by route and status.",
+            &["route", "status"],
+        ),
+        upstream_duration: histogram_vec(
+            &r,
+            "cloakroom_upstream_duration_seconds",
+            "Time to the upstream's response headers.",
+            "route",
+            prometheus::DEFAULT_BUCKETS.to_vec(),
+        ),
+        sessions_active,
+        session_events: counter_vec(
+            &r,
+            "cloakroom_session_events_total",
+            "Session audit events.",
+            &["event"],
+        ),
+        store_duration: histogram_vec(
+            &r,
+            "cloakroom_store_operation_duration_seconds",
+            "Session store operation time.",
+            "op",
+            vec![
+                0.000_01, 0.000_05, 0.000_1, 0.000_5, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0,
+            ],
+        ),
+        store_errors,
+        tls_handshakes: counter_vec(
+            &r,
+            "cloakroom_tls_handshakes_total",
+            "TLS handshakes by result (ok, error).",
+            &["result"],
+        ),
+        jar_rejected: counter_vec(
+            &r,
+            "cloakroom_jar_rejected_total",
+            "Upstream Set-Cookies dropped, by reason.",
+            &["reason"],
+        ),
+        registry: r,
+    }
+});
+
+pub fn get() -> &'static Metrics {
+    &METRICS
+}
+
+/// The Prometheus text exposition of every metric.
+pub fn render() -> String {
+    let mut buf = Vec::new();
+    let _ = TextEncoder::new().encode(&METRICS.registry.gather(), &mut buf);
+    String::from_utf8(buf).unwrap_or_default()
+}
