@@ -13,6 +13,18 @@ if ! "$venv/bin/python" -c "import flask" 2>/dev/null; then
 fi
 export CLOAKROOM_TEST_PYTHON="$PWD/$venv/bin/python"
 
+# tests/browser.rs drives Debian's Chromium with playwright-core (never a
+# downloaded browser).
+if [ ! -x /usr/bin/chromium ]; then
+  echo "== installing chromium"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+fi
+if [ ! -d tests/browser/node_modules ]; then
+  echo "== installing playwright-core into tests/browser"
+  npm ci --prefix tests/browser --no-audit --no-fund
+fi
+
 echo "== cargo fmt"
 cargo fmt --all -- --check
 echo "== cargo clippy"
