@@ -1,0 +1,144 @@
+//! Client-side limits of `[server]` (SPEC §3): header size, slow headers,
+//! idle connections. Each is enforced on the real binary.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use http::{Request, StatusCode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use support::*;
+
+async fn proxy_to(up: &Upstream, server: &[&str]) -> TestProxy {
+    let mut config = ProxyConfig::new().route(&up.url(), "");
+    for line in server {
+        config = config.server(line);
+    }
+    TestProxy::start(&config).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_oversized_headers_get_431() {
+    let up = Upstream::start("app").await;
+    let proxy = proxy_to(&up, &["max_request_header_bytes = 2048"]).await;
+    let big = "a".repeat(4000);
+
+    let small = get("localhost", "/")
+        .header("x-small", "a".repeat(1000))
+        .body(empty())
+        .unwrap();
+    assert_eq!(
+        send1(&mut proxy.h1().await, small).await.status,
+        StatusCode::OK
+    );
+
+    let (mut tls, req) = (
+        proxy.tls(&[b"http/1.1"]).await,
+        format!("GET / HTTP/1.1\r\nHost: localhost\r\nX-Big: {big}\r\n\r\n"),
+    );
+    let (raw, closed) = exchange(&mut tls, req.as_bytes(), 10).await;
+    assert_eq!(statuses(&raw), [431], "{}", String::from_utf8_lossy(&raw));
+    assert!(closed);
+
+    let req = Request::get(format!("{}/", proxy.origin()))
+        .header("x-big", big)
+        .body(empty())
+        .unwrap();
+    let mut h2 = proxy.h2().await;
+    let status = within(10, "h2 431", async {
+        h2.ready().await.unwrap();
+        h2.send_request(req).await.map(|r| r.status())
+    })
+    .await;
+    // h2 may answer 431 or refuse the stream; either way nothing reaches the upstream.
+    if let Ok(status) = status {
+        assert_eq!(status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    }
+    assert_eq!(up.hits(), 1, "only the small request reaches the upstream");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_slow_headers_connection_is_closed() {
+    let up = Upstream::start("app").await;
+    let proxy = proxy_to(&up, &["request_header_timeout = \"1s\""]).await;
+
+    // Half a request line, then nothing.
+    let mut tls = proxy.tls(&[b"http/1.1"]).await;
+    let started = Instant::now();
+    let (_, closed) = exchange(&mut tls, b"GET /slow HT", 8).await;
+    assert!(closed, "a stalled request head must be cut");
+    assert!(started.elapsed() < Duration::from_secs(6));
+
+    // Trickled bytes do not extend the deadline (slowloris).
+    let tls = proxy.tls(&[b"http/1.1"]).await;
+    let (mut rd, mut wr) = tokio::io::split(tls);
+    let started = Instant::now();
+    let writer = tokio::spawn(async move {
+        let head = format!(
+            "GET / HTTP/1.1\r\nHost: localhost\r\nX-Slow: {}",
+            "a".repeat(100)
+        );
+        for b in head.bytes() {
+            if wr.write_all(&[b]).await.is_err() || wr.flush().await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let mut buf = [0u8; 1024];
+    let closed = within(8, "slowloris close", async {
+        loop {
+            match rd.read(&mut buf).await {
+                Ok(0) | Err(_) => return true,
+                Ok(_) => continue,
+            }
+        }
+    })
+    .await;
+    assert!(
+        closed && started.elapsed() < Duration::from_secs(6),
+        "trickling must not keep the head open"
+    );
+    writer.abort();
+
+    // A TCP connection that never starts TLS is closed too.
+    let mut tcp = TcpStream::connect(proxy.https_addr).await.unwrap();
+    let n = within(8, "TLS handshake timeout", tcp.read(&mut buf))
+        .await
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+    assert_eq!(up.hits(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_idle_client_connections_are_closed_on_h1_and_h2() {
+    let up = Upstream::start("app").await;
+    let proxy = proxy_to(&up, &["client_idle_timeout = \"2s\""]).await;
+
+    let mut tls = proxy.tls(&[b"http/1.1"]).await;
+    let (raw, closed) = exchange(&mut tls, b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n", 8).await;
+    assert_eq!(statuses(&raw), [200]);
+    assert!(closed, "an idle HTTP/1.1 connection must be closed");
+
+    // The h2 client answers the server's keep-alive pings, as browsers do;
+    // those pings must not count as activity.
+    let tls = proxy.tls(&[b"h2"]).await;
+    let io = hyper_util::rt::TokioIo::new(tls);
+    let (mut h2, conn) =
+        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
+            .await
+            .unwrap();
+    let conn = tokio::spawn(conn);
+    let r = send2(
+        &mut h2,
+        Request::get(format!("{}/", proxy.origin()))
+            .body(empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let ended = tokio::time::timeout(Duration::from_secs(8), conn).await;
+    assert!(ended.is_ok(), "an idle HTTP/2 connection must be closed");
+}
