@@ -31,7 +31,7 @@ fn main() {
 }
 
 fn run(config: &std::path::Path) -> i32 {
-    cloakroom::telemetry::init();
+    let _logs = cloakroom::telemetry::init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -14,16 +14,27 @@ use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::EnvFilter;
 
-/// Installs the global subscriber. Safe to call more than once.
-pub fn init() {
+/// Keeps the log writer thread alive; dropping it flushes what is queued.
+pub struct LogGuard(#[allow(dead_code)] tracing_appender::non_blocking::WorkerGuard);
+
+/// Installs the global subscriber. Lines are written by a dedicated thread,
+/// so a slow stdout never blocks the runtime; the queue blocks rather than
+/// drops when full, so no audit line is lost. Keep the guard until exit.
+pub fn init() -> LogGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let json = std::env::var("CLOAKROOM_LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::stdout());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer);
     let _ = if json {
         builder.event_format(JsonLine).try_init()
     } else {
         builder.with_target(true).try_init()
     };
+    LogGuard(guard)
 }
 
 /// One request, as logged.
