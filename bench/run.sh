@@ -1,0 +1,512 @@
+#!/usr/bin/env bash
+# cloakroom vs nginx load benchmark (docs/performance.md explains the method
+# and holds the last measured table).
+#
+#   bench/run.sh            # build release, run every scenario, print table
+#
+# What it does, all on loopback:
+#   * installs what it lacks from Debian: nginx, wrk, h2load (nghttp2-client);
+#   * starts one shared upstream: an nginx server block answering a fixed
+#     ~100-byte body over plain HTTP;
+#   * starts cloakroom (release build, RUST_LOG=warn so there is no access
+#     log, TOKIO_WORKER_THREADS=1) and an nginx TLS-terminating reverse proxy
+#     (worker_processes 1, access_log off, upstream keep-alive pool) with the
+#     SAME certificate and key (the one cloakroom generates on first start);
+#   * pins both proxies to one CPU (BENCH_PROXY_CPU, default 0) and the load
+#     generator plus the upstream to another (BENCH_LOAD_CPU, default 1);
+#   * per scenario, starts both proxies fresh, warms each up, then runs
+#     ROUNDS interleaved measurements (cloakroom, nginx, cloakroom, nginx …),
+#     reading the proxy's utime+stime from /proc before and after each run
+#     and its peak RSS (VmHWM) at the end;
+#   * prints a markdown table and writes it to bench/out/results.md (raw tool
+#     output goes to bench/out/raw/). Everything it started is stopped on exit.
+#
+# Scenarios (BENCH_SCENARIOS, space-separated, default "h1 h2 newconn fullhs"):
+#   h1       HTTPS keep-alive HTTP/1.1: wrk -t1 -cC -dD --latency
+#   h2       HTTP/2 over TLS (ALPN h2): h2load -t1 -cC -mM -D D (p99 from --log-file)
+#   newconn  one TLS connection per request, resumed: wrk with "Connection:
+#            close" (the server closes after each response and wrk reconnects;
+#            wrk keeps its TLS session, so every handshake after a
+#            connection's first is a TLS 1.3 PSK resumption with X25519)
+#   fullhs   one TLS connection per request, full handshake: BENCH_FULLHS_CLIENTS
+#            parallel `openssl s_time -new` loops (no resumption, one HTTP/1.1
+#            request with Connection: close each); s_time reports no latency
+#
+# Environment (defaults in brackets):
+#   BENCH_DURATION [10]  seconds per measured run
+#   BENCH_ROUNDS   [3]   measured runs per proxy per scenario
+#   BENCH_WARMUP   [2]   seconds of unmeasured warm-up per proxy per scenario
+#   BENCH_CONNECTIONS [32]  concurrent connections;  BENCH_STREAMS [10] h2 streams per connection
+#   BENCH_PROXY_CPU [0]  BENCH_LOAD_CPU [1]  CPUs for the proxies / the load generator
+#   BENCH_UPSTREAM_CPU [= BENCH_LOAD_CPU]    CPU for the upstream nginx
+#   BENCH_SCENARIOS ["h1 h2 newconn fullhs"]
+#   BENCH_FULLHS_CLIENTS [16]  parallel s_time processes in fullhs
+#   BENCH_ACCESS_LOG [0] 1: leave cloakroom's access log on (RUST_LOG=info,
+#                        JSON lines to a file) to measure what it costs
+#   BENCH_WAIT_QUIET [0] >0: before measuring, poll /proc/loadavg every 30 s for up
+#                        to that many minutes until the 1-minute load is below
+#                        BENCH_QUIET_LOAD [0.8] (other work on the machine skews
+#                        everything); runs anyway when it never gets there
+#   BENCH_BUILD [1]      0: skip `cargo build --release`
+#   BENCH_INSTALL [1]    0: never call apt-get
+#   CLOAKROOM_BIN        use this binary instead of target/release/cloakroom
+# Defaults take about 3 × 2 × 3 × (10 s + overhead) + warm-ups ≈ 4 minutes.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+OUT=$ROOT/bench/out
+RAW=$OUT/raw
+DURATION=${BENCH_DURATION:-10}
+ROUNDS=${BENCH_ROUNDS:-3}
+WARMUP=${BENCH_WARMUP:-2}
+CONNS=${BENCH_CONNECTIONS:-32}
+STREAMS=${BENCH_STREAMS:-10}
+PROXY_CPU=${BENCH_PROXY_CPU:-0}
+LOAD_CPU=${BENCH_LOAD_CPU:-1}
+UPSTREAM_CPU=${BENCH_UPSTREAM_CPU:-$LOAD_CPU}
+SCENARIOS=${BENCH_SCENARIOS:-"h1 h2 newconn fullhs"}
+FULLHS_CLIENTS=${BENCH_FULLHS_CLIENTS:-16}
+ACCESS_LOG=${BENCH_ACCESS_LOG:-0}
+BIN=${CLOAKROOM_BIN:-$ROOT/target/release/cloakroom}
+CLK_TCK=$(getconf CLK_TCK)
+
+log() { printf '== %s\n' "$*" >&2; }
+die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
+
+# ---------------------------------------------------------------- install
+install_tools() {
+  local need=()
+  command -v nginx >/dev/null || need+=(nginx)
+  command -v wrk >/dev/null || need+=(wrk)
+  command -v h2load >/dev/null || need+=(nghttp2-client)
+  command -v taskset >/dev/null || need+=(util-linux)
+  command -v curl >/dev/null || need+=(curl)
+  ((${#need[@]} == 0)) && return 0
+  [[ ${BENCH_INSTALL:-1} == 1 ]] || die "missing: ${need[*]} (BENCH_INSTALL=0)"
+  log "installing ${need[*]}"
+  local sudo=()
+  ((EUID == 0)) || sudo=(sudo)
+  "${sudo[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+}
+
+# ---------------------------------------------------------------- processes
+PIDS=()        # everything we started, stopped by cleanup()
+LOAD_PIDS=()   # load generators running in the background (fullhs)
+cleanup() {
+  local pid i
+  for pid in "${LOAD_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do
+    kill -TERM "$pid" 2>/dev/null || true
+  done
+  for pid in "${PIDS[@]}" "${LOAD_PIDS[@]}"; do
+    for ((i = 0; i < 50; i++)); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  PIDS=() LOAD_PIDS=()
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# A free loopback TCP port at or above $1 (bounded search).
+free_port() {
+  local p=$1 i
+  for ((i = 0; i < 200; i++, p++)); do
+    if [[ -z $(ss -Hltn "sport = :$p" 2>/dev/null) ]]; then
+      echo "$p"
+      return 0
+    fi
+  done
+  die "no free port near $1"
+}
+
+# Waits until $1 (a URL) answers, or fails after ~10 s.
+wait_http() {
+  local url=$1 pid=$2 i
+  for ((i = 0; i < 100; i++)); do
+    kill -0 "$pid" 2>/dev/null || die "process $pid for $url exited; see $OUT/logs"
+    if curl -sk -o /dev/null --max-time 1 "$url"; then return 0; fi
+    sleep 0.1
+  done
+  die "$url did not answer"
+}
+
+stop_pid() {
+  local pid=$1 i keep=()
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < 100; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  for i in "${PIDS[@]}"; do [[ $i == "$pid" ]] || keep+=("$i"); done
+  PIDS=("${keep[@]}")
+}
+
+# The pid and its direct children (nginx master + workers).
+proc_tree() {
+  local pid=$1
+  echo "$pid"
+  cat "/proc/$pid/task/"*/children 2>/dev/null | tr ' ' '\n' | sed '/^$/d'
+}
+
+# utime+stime (clock ticks) summed over the process tree.
+cpu_ticks() {
+  local total=0 p rest
+  for p in $(proc_tree "$1"); do
+    rest=$(sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null) || continue
+    # fields after "pid (comm) ": state is 1st, utime 12th, stime 13th
+    total=$((total + $(awk '{print $12 + $13}' <<<"$rest")))
+  done
+  echo "$total"
+}
+
+# Peak resident set (VmHWM, KiB) summed over the process tree.
+peak_rss_kib() {
+  local total=0 p v
+  for p in $(proc_tree "$1"); do
+    v=$(awk '/^VmHWM:/ {print $2}' "/proc/$p/status" 2>/dev/null) || continue
+    total=$((total + ${v:-0}))
+  done
+  echo "$total"
+}
+
+# "busy total" jiffies of one CPU from /proc/stat (busy = all but idle+iowait).
+cpu_busy() {
+  awk -v c="cpu$1" '$1 == c {t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t; exit}' /proc/stat
+}
+
+# ---------------------------------------------------------------- configs
+write_upstream_conf() {
+  local port=$1 dir=$OUT/nginx-upstream
+  mkdir -p "$dir/logs" "$dir/tmp"
+  # 100-byte body: 99 characters and a newline.
+  local body
+  body=$(printf 'hello from the bench upstream %069d' 0)
+  cat >"$dir/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $dir/nginx.pid;
+error_log $dir/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $dir/tmp/body;
+  proxy_temp_path $dir/tmp/proxy;
+  fastcgi_temp_path $dir/tmp/fastcgi;
+  uwsgi_temp_path $dir/tmp/uwsgi;
+  scgi_temp_path $dir/tmp/scgi;
+  keepalive_requests 1000000;
+  keepalive_timeout 75s;
+  server {
+    listen 127.0.0.1:$port backlog=4096;
+    default_type text/plain;
+    location / { return 200 "$body\n"; }
+  }
+}
+EOF
+}
+
+write_nginx_proxy_conf() {
+  local port=$1 upstream_port=$2 cert=$3 key=$4 dir=$OUT/nginx-proxy
+  mkdir -p "$dir/logs" "$dir/tmp"
+  cat >"$dir/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $dir/nginx.pid;
+error_log $dir/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $dir/tmp/body;
+  proxy_temp_path $dir/tmp/proxy;
+  fastcgi_temp_path $dir/tmp/fastcgi;
+  uwsgi_temp_path $dir/tmp/uwsgi;
+  scgi_temp_path $dir/tmp/scgi;
+  # cloakroom has no per-connection request cap; nginx's default (1000)
+  # would make clients reconnect, so lift it for both HTTP/1.1 and HTTP/2.
+  keepalive_requests 1000000;
+  keepalive_timeout 60s;
+  upstream app {
+    server 127.0.0.1:$upstream_port;
+    keepalive 128;
+    keepalive_requests 1000000;
+  }
+  server {
+    listen 127.0.0.1:$port ssl http2 backlog=4096;
+    ssl_certificate $cert;
+    ssl_certificate_key $key;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    # what cloakroom does on every response and every forwarded request
+    add_header Strict-Transport-Security "max-age=31536000" always;
+    location / {
+      proxy_pass http://app;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host \$proxy_host;
+      proxy_set_header X-Forwarded-For \$remote_addr;
+      proxy_set_header X-Forwarded-Proto https;
+      proxy_set_header X-Forwarded-Host \$host;
+    }
+  }
+}
+EOF
+}
+
+write_cloakroom_conf() {
+  local port=$1 upstream_port=$2 dir=$OUT/cloakroom
+  mkdir -p "$dir"
+  cat >"$dir/proxy.toml" <<EOF
+# Written by bench/run.sh. certs/ is generated here on first start and
+# reused by the nginx proxy.
+[server]
+listen = "127.0.0.1:$port"
+admin_listen = ""
+
+[tls]
+cert = "certs/cert.pem"
+key = "certs/key.pem"
+self_signed_if_missing = true
+
+[store]
+backend = "memory"
+
+[[route]]
+path_prefix = "/"
+upstream = "http://127.0.0.1:$upstream_port"
+EOF
+}
+
+# ---------------------------------------------------------------- starting
+UP_PID= CR_PID= NG_PID=
+start_upstream() {
+  write_upstream_conf "$UP_PORT"
+  taskset -c "$UPSTREAM_CPU" nginx -p "$OUT/nginx-upstream" -e "$OUT/nginx-upstream/logs/error.log" \
+    -c "$OUT/nginx-upstream/nginx.conf" >"$OUT/logs/upstream.out" 2>&1 &
+  UP_PID=$!
+  PIDS+=("$UP_PID")
+  wait_http "http://127.0.0.1:$UP_PORT/" "$UP_PID"
+}
+
+start_cloakroom() {
+  local level=warn out=/dev/null
+  if [[ $ACCESS_LOG == 1 ]]; then level=info out=$OUT/logs/cloakroom-access.jsonl; fi
+  TOKIO_WORKER_THREADS=1 RUST_LOG=$level CLOAKROOM_LOG_FORMAT=json \
+    taskset -c "$PROXY_CPU" "$BIN" --config "$OUT/cloakroom/proxy.toml" >>"$out" 2>>"$OUT/logs/cloakroom.err" &
+  CR_PID=$!
+  PIDS+=("$CR_PID")
+  wait_http "https://127.0.0.1:$CR_PORT/" "$CR_PID"
+}
+
+start_nginx_proxy() {
+  taskset -c "$PROXY_CPU" nginx -p "$OUT/nginx-proxy" -e "$OUT/nginx-proxy/logs/error.log" \
+    -c "$OUT/nginx-proxy/nginx.conf" >"$OUT/logs/nginx-proxy.out" 2>&1 &
+  NG_PID=$!
+  PIDS+=("$NG_PID")
+  wait_http "https://127.0.0.1:$NG_PORT/" "$NG_PID"
+}
+
+# ---------------------------------------------------------------- load
+# run_load SCENARIO PORT SECONDS OUTFILE: runs the generator on LOAD_CPU.
+run_load() {
+  local scenario=$1 port=$2 secs=$3 out=$4 url="https://127.0.0.1:$2/bench"
+  case $scenario in
+    h1)
+      taskset -c "$LOAD_CPU" timeout $((secs + 30)) wrk -t1 -c"$CONNS" -d"${secs}s" --latency "$url" >"$out" 2>&1 ;;
+    newconn)
+      taskset -c "$LOAD_CPU" timeout $((secs + 30)) wrk -t1 -c"$CONNS" -d"${secs}s" --latency -H "Connection: close" "$url" >"$out" 2>&1 ;;
+    h2)
+      taskset -c "$LOAD_CPU" timeout $((secs + 30)) \
+        h2load -t1 -c"$CONNS" -m"$STREAMS" -D "$secs" --log-file="$out.log" "$url" >"$out" 2>&1 ;;
+    fullhs)
+      # s_time sends "GET <path> HTTP/1.0"; the path smuggles in the rest of
+      # a proper HTTP/1.1 request (cloakroom, rightly, wants a Host).
+      local i rc=0 path=$'/bench HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nX-Pad: x'
+      LOAD_PIDS=()
+      for ((i = 0; i < FULLHS_CLIENTS; i++)); do
+        taskset -c "$LOAD_CPU" timeout $((secs + 30)) \
+          openssl s_time -connect "127.0.0.1:$port" -new -www "$path" -time "$secs" >"$out.$i" 2>&1 &
+        LOAD_PIDS+=($!)
+      done
+      for i in "${LOAD_PIDS[@]}"; do wait "$i" || rc=$((rc + 1)); done
+      LOAD_PIDS=()
+      for ((i = 0; i < FULLHS_CLIENTS; i++)); do
+        grep -v '^\**$' "$out.$i" >>"$out" || true
+        rm -f "$out.$i"
+      done
+      echo "s_time processes failed: $rc" >>"$out"
+      ;;
+    *) die "unknown scenario $scenario" ;;
+  esac
+}
+
+# wrk latency value ("850.00us", "1.23ms", "2.00s") in ms
+to_ms() {
+  awk -v v="$1" 'BEGIN {
+    n = v + 0
+    if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n += 0; else if (v ~ /m$/) n *= 60000; else if (v ~ /s$/) n *= 1000
+    printf "%.3f", n }'
+}
+
+# parse SCENARIO OUTFILE -> "requests errors p99_ms"
+parse_load() {
+  local scenario=$1 out=$2 req err p99
+  case $scenario in
+    h1 | newconn)
+      req=$(awk '/requests in/ {print $1; exit}' "$out")
+      err=$(awk '/Socket errors:/ {gsub(",", ""); e += $4 + $6 + $8 + $10} /Non-2xx/ {e += $NF} END {print e + 0}' "$out")
+      p99=$(to_ms "$(awk '$1 == "99%" {print $2; exit}' "$out")")
+      ;;
+    fullhs)
+      # per process: "N connections in T real seconds, B bytes read per connection"
+      req=$(awk '/connections in [0-9.]+ real seconds/ {n += $1} END {print n + 0}' "$out")
+      err=$(awk '/s_time processes failed:/ {e += $NF} /[Ee]rror|ERROR/ {e++} END {print e + 0}' "$out")
+      p99=nan
+      ;;
+    h2)
+      # requests: N total, N started, N done, N succeeded, N failed, N errored, N timeout
+      req=$(awk '/^requests:/ {print $8; exit}' "$out")
+      err=$(awk '/^requests:/ {print $10 + $12 + $14; exit}' "$out")
+      # --log-file: send time (us), status, duration (us); count only 2xx
+      p99=$(awk -F'\t' '$2 >= 200 && $2 < 300 {print $3}' "$out.log" | sort -n |
+        awk '{a[NR] = $1} END {if (NR == 0) {print "nan"; exit} i = int(NR * 0.99 + 0.999999); if (i < 1) i = 1; if (i > NR) i = NR; printf "%.3f", a[i] / 1000}')
+      rm -f "$out.log"
+      ;;
+  esac
+  [[ -n $req ]] || die "could not parse $out"
+  echo "${req:-0} ${err:-0} ${p99:-nan}"
+}
+
+# ---------------------------------------------------------------- main
+install_tools
+mkdir -p "$OUT" "$RAW" "$OUT/logs"
+rm -f "$RAW"/*
+: >"$OUT/logs/cloakroom.err"
+
+if [[ ${BENCH_BUILD:-1} == 1 && -z ${CLOAKROOM_BIN:-} ]]; then
+  log "cargo build --release"
+  (cd "$ROOT" && cargo build --release --quiet)
+fi
+[[ -x $BIN ]] || die "no cloakroom binary at $BIN"
+(($(nproc) >= 2)) || log "warning: fewer than 2 CPUs; pinning puts everything on one core"
+
+if ((${BENCH_WAIT_QUIET:-0} > 0)); then
+  for ((i = 0; i < BENCH_WAIT_QUIET * 2; i++)); do
+    awk -v q="${BENCH_QUIET_LOAD:-0.8}" '{exit !($1 < q)}' /proc/loadavg && break
+    log "waiting for a quiet machine: load $(cut -d' ' -f1-3 /proc/loadavg)"
+    sleep 30
+  done
+fi
+UP_PORT=$(free_port "${BENCH_PORT_BASE:-18080}")
+CR_PORT=$(free_port $((UP_PORT + 1)))
+NG_PORT=$(free_port $((CR_PORT + 1)))
+write_cloakroom_conf "$CR_PORT" "$UP_PORT"
+START_LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
+log "load average at start: $START_LOAD"
+log "ports: upstream $UP_PORT, cloakroom $CR_PORT, nginx $NG_PORT; CPUs: proxies $PROXY_CPU, load $LOAD_CPU, upstream $UPSTREAM_CPU"
+
+start_upstream
+# First start generates cloakroom's certificate; nginx reuses it.
+start_cloakroom
+write_nginx_proxy_conf "$NG_PORT" "$UP_PORT" "$OUT/cloakroom/certs/cert.pem" "$OUT/cloakroom/certs/key.pem"
+stop_pid "$CR_PID"
+
+# per-proxy accumulation: SUM[scenario,proxy,field]
+declare -A SUM
+for scenario in $SCENARIOS; do
+  log "scenario $scenario: starting both proxies"
+  start_cloakroom
+  start_nginx_proxy
+  CR_THREADS=$(awk '/^Threads:/ {print $2}' "/proc/$CR_PID/status")
+  for proxy in cloakroom nginx; do
+    if [[ $proxy == cloakroom ]]; then port=$CR_PORT; else port=$NG_PORT; fi
+    run_load "$scenario" "$port" "$WARMUP" "$RAW/$scenario-$proxy-warmup.txt"
+  done
+  for ((round = 1; round <= ROUNDS; round++)); do
+    for proxy in cloakroom nginx; do
+      if [[ $proxy == cloakroom ]]; then pid=$CR_PID port=$CR_PORT; else pid=$NG_PID port=$NG_PORT; fi
+      out=$RAW/$scenario-$proxy-r$round.txt
+      read -r lb0 lt0 <<<"$(cpu_busy "$LOAD_CPU")"
+      t0=$(cpu_ticks "$pid")
+      w0=$(date +%s.%N)
+      run_load "$scenario" "$port" "$DURATION" "$out"
+      w1=$(date +%s.%N)
+      t1=$(cpu_ticks "$pid")
+      read -r lb1 lt1 <<<"$(cpu_busy "$LOAD_CPU")"
+      lbusy=$(awk -v b=$((lb1 - lb0)) -v t=$((lt1 - lt0)) 'BEGIN {printf "%.2f", (t > 0 ? b / t : 0)}')
+      res=$(parse_load "$scenario" "$out")
+      read -r req err p99 <<<"$res"
+      secs=$(awk -v a="$w0" -v b="$w1" 'BEGIN {printf "%.3f", b - a}')
+      ticks=$((t1 - t0))
+      log "$scenario r$round $proxy: $req requests, $err errors, p99 ${p99} ms, $ticks CPU ticks in ${secs}s, load CPU busy $lbusy"
+      printf '%s %s %d %s %s %s %s %s %s\n' "$scenario" "$proxy" "$round" "$req" "$err" "$p99" "$ticks" "$secs" "$lbusy" >>"$RAW/runs.tsv"
+    done
+  done
+  echo "$scenario cloakroom $(peak_rss_kib "$CR_PID") $CR_THREADS" >>"$RAW/rss.tsv"
+  echo "$scenario nginx $(peak_rss_kib "$NG_PID") -" >>"$RAW/rss.tsv"
+  stop_pid "$CR_PID"
+  stop_pid "$NG_PID"
+done
+END_LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
+log "load average at end: $END_LOAD"
+
+# ---------------------------------------------------------------- report
+{
+  echo "### cloakroom vs nginx ($(date -u +%Y-%m-%dT%H:%MZ))"
+  echo
+  echo "$ROUNDS rounds × ${DURATION}s per proxy and scenario, interleaved; $CONNS connections" \
+    "(h2: × $STREAMS streams); proxies pinned to CPU $PROXY_CPU, load generator to CPU $LOAD_CPU, upstream to CPU $UPSTREAM_CPU;" \
+    "cloakroom with TOKIO_WORKER_THREADS=1 and RUST_LOG=$([[ $ACCESS_LOG == 1 ]] && echo 'info (access log on)' || echo 'warn (no access log)');" \
+    "load average at start $START_LOAD, at end $END_LOAD."
+  echo
+  echo "| scenario | proxy | req/s (median) | req/s per round | p99 ms (median) | CPU µs/req (median) | req/s per proxy core-second | proxy CPU use | load CPU use | peak RSS MiB | errors | req/s cloakroom/nginx | CPU/req cloakroom/nginx |"
+  echo "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+  awk -v clk="$CLK_TCK" -v dur="$DURATION" '
+    function median(s,   n, a, i, j, t) {
+      n = split(s, a, " ")
+      for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
+      if (n % 2) return a[(n + 1) / 2]
+      return (a[n / 2] + a[n / 2 + 1]) / 2
+    }
+    FNR == NR && FILENAME ~ /rss.tsv$/ { rss[$1, $2] = $3; next }
+    {
+      k = $1 SUBSEP $2
+      if (!(k in seen)) { seen[k] = 1; order[++n] = k }
+      rps = $4 / $8
+      rpsl[k] = rpsl[k] " " sprintf("%.0f", rps)
+      rpss[k] = rpss[k] " " rps
+      p99[k] = p99[k] " " $6
+      cpu[k] = cpu[k] " " ($4 > 0 ? $7 / clk * 1e6 / $4 : 0)
+      use[k] = use[k] " " ($7 / clk / $8)
+      luse[k] = luse[k] " " $9
+      errs[k] += $5
+    }
+    END {
+      for (i = 1; i <= n; i++) {
+        split(order[i], kk, SUBSEP); sc = kk[1]; px = kk[2]
+        r = median(rpss[order[i]]); c = median(cpu[order[i]])
+        med_r[sc, px] = r; med_c[sc, px] = c
+      }
+      for (i = 1; i <= n; i++) {
+        split(order[i], kk, SUBSEP); sc = kk[1]; px = kk[2]; k = order[i]
+        ratio_r = ratio_c = ""
+        if (px == "cloakroom" && med_r[sc, "nginx"] > 0) ratio_r = sprintf("%.2f", med_r[sc, px] / med_r[sc, "nginx"])
+        if (px == "cloakroom" && med_c[sc, "nginx"] > 0) ratio_c = sprintf("%.2f", med_c[sc, px] / med_c[sc, "nginx"])
+        pm = median(p99[k]); ps = (pm == "nan" || pm == "") ? "n/a" : sprintf("%.2f", pm)
+        printf "| %s | %s | %.0f | %s | %s | %.1f | %.0f | %.0f%% | %.0f%% | %.1f | %d | %s | %s |\n", sc, px, med_r[sc, px], substr(rpsl[k], 2),
+          ps, med_c[sc, px], (med_c[sc, px] > 0 ? 1e6 / med_c[sc, px] : 0), median(use[k]) * 100, median(luse[k]) * 100, rss[sc, px] / 1024, errs[k], ratio_r, ratio_c
+      }
+    }' "$RAW/rss.tsv" "$RAW/runs.tsv"
+  echo
+  echo "CPU µs/req = proxy utime+stime during the run ÷ requests completed (nginx: master + worker);" \
+    "req/s per proxy core-second = 10⁶ ÷ that, what one fully busy core would serve at the measured cost." \
+    "Proxy CPU use = that CPU time ÷ wall time (100% = the pinned core saturated)." \
+    "Load CPU use = busy share of CPU $LOAD_CPU (the load generator's CPU$([[ $UPSTREAM_CPU == "$LOAD_CPU" ]] && echo ', shared with the upstream'); 100% = the generator side is the bottleneck)." \
+    "Peak RSS = VmHWM after the scenario (nginx: master + worker)." \
+    "cloakroom ran $(awk '$2 == "cloakroom" {print $4; exit}' "$RAW/rss.tsv") threads. Raw output: bench/out/raw/."
+} | tee "$OUT/results.md"
