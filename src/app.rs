@@ -118,11 +118,9 @@ impl Shared {
                 "listen addresses and max_connections changed; they apply at the next restart"
             );
         }
+        let routes = next.config.routes.len();
         self.state.store(Arc::new(next));
-        tracing::info!(
-            routes = current.config.routes.len(),
-            "configuration reloaded"
-        );
+        tracing::info!(routes, "configuration reloaded");
         Ok(())
     }
 

@@ -1,0 +1,257 @@
+//! Signals (SPEC §2): SIGHUP reloads routes and certificates and keeps the
+//! running config when the new one is invalid; SIGTERM/SIGINT drain
+//! in-flight requests for up to `server.shutdown_grace`, then exit 0.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use http::StatusCode;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
+
+use support::*;
+
+fn routed_to(up: &Upstream) -> ProxyConfig {
+    ProxyConfig::new().route(&up.url(), "")
+}
+
+/// Sends SIGHUP and waits for the outcome: `Ok(line)` when the proxy logged
+/// a reload, `Err(line)` when it logged the rejection.
+async fn reload(proxy: &mut TestProxy) -> Result<serde_json::Value, serde_json::Value> {
+    let skip = proxy.logs().len();
+    proxy.signal("HUP");
+    let line = proxy
+        .wait_log_after(skip, 10, |v| {
+            let msg = v["message"].as_str().unwrap_or("");
+            msg.starts_with("configuration reloaded") || msg.starts_with("reload rejected")
+        })
+        .await
+        .expect("no reload outcome logged within 10 s of SIGHUP");
+    if line["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("configuration reloaded")
+    {
+        Ok(line)
+    } else {
+        Err(line)
+    }
+}
+
+async fn upstream_name(proxy: &TestProxy) -> String {
+    let r = proxy.get("/").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    r.echo().upstream
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s2_sighup_reloads_routes() {
+    let (a, b) = (Upstream::start("a").await, Upstream::start("b").await);
+    let mut proxy = TestProxy::start(&routed_to(&a)).await;
+    assert_eq!(upstream_name(&proxy).await, "a");
+    let mut kept = proxy.h1().await;
+    assert_eq!(
+        send1(&mut kept, get("localhost", "/").body(empty()).unwrap())
+            .await
+            .echo()
+            .upstream,
+        "a"
+    );
+
+    proxy.write_config(&routed_to(&b).route(&a.url(), "path_prefix = \"/a\""));
+    let line = reload(&mut proxy)
+        .await
+        .expect("a valid config must be accepted");
+    assert_eq!(line["routes"], 2, "the log counts the new routes: {line}");
+    assert_eq!(upstream_name(&proxy).await, "b");
+    // A connection opened before the reload keeps working, on the new routes.
+    let r = send1(&mut kept, get("localhost", "/").body(empty()).unwrap()).await;
+    assert_eq!(r.echo().upstream, "b");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s2_sighup_reloads_certificates() {
+    let up = Upstream::start("app").await;
+    let mut proxy = TestProxy::start(&routed_to(&up)).await;
+    let old_tls = proxy.tls(&[b"http/1.1"]).await;
+    let old = peer_cert(&old_tls);
+
+    let (cert, key) = self_signed(&["localhost"]);
+    let fresh = proxy.path("fresh.pem");
+    std::fs::write(&fresh, &cert).unwrap();
+    std::fs::write(proxy.path("certs/key.pem"), key).unwrap();
+    std::fs::write(proxy.path("certs/cert.pem"), &cert).unwrap();
+    reload(&mut proxy)
+        .await
+        .expect("new certificates must be accepted");
+
+    let new_trust = client_config(&[fresh.as_path()], &[b"http/1.1"]);
+    let tls = within(
+        10,
+        "TLS after reload",
+        tls_connect(proxy.https_addr, "localhost", new_trust),
+    )
+    .await
+    .unwrap();
+    let want = CertificateDer::from_pem_slice(cert.as_bytes()).unwrap();
+    assert_eq!(peer_cert(&tls), want.as_ref());
+    assert_ne!(peer_cert(&tls), old);
+    let r = send1(
+        &mut h1_over(tls).await,
+        get("localhost", "/").body(empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    // The connection made before the reload is untouched.
+    let r = send1(
+        &mut h1_over(old_tls).await,
+        get("localhost", "/").body(empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s2_invalid_config_on_reload_is_rejected_and_the_old_one_kept() {
+    let (a, b) = (Upstream::start("a").await, Upstream::start("b").await);
+    let mut proxy = TestProxy::start(&routed_to(&a)).await;
+    let cert_before = peer_cert(&proxy.tls(&[b"http/1.1"]).await);
+
+    // A bad duration, next to a route change that must not apply.
+    proxy.write_config(&routed_to(&b).server("request_header_timeout = \"soon\""));
+    let err = reload(&mut proxy)
+        .await
+        .expect_err("an invalid config must be rejected");
+    assert_eq!(err["level"], "ERROR");
+    assert!(
+        err["error"]
+            .as_str()
+            .unwrap()
+            .contains("request_header_timeout"),
+        "{err}"
+    );
+    assert_eq!(upstream_name(&proxy).await, "a");
+
+    // A valid file naming a certificate that does not load.
+    std::fs::write(proxy.path("broken.pem"), "not a certificate").unwrap();
+    let broken = routed_to(&b).raw("[tls]\ncert = \"broken.pem\"\nkey = \"certs/key.pem\"");
+    proxy.write_config(&broken);
+    reload(&mut proxy)
+        .await
+        .expect_err("an unloadable certificate must be rejected");
+    assert_eq!(upstream_name(&proxy).await, "a");
+    assert_eq!(peer_cert(&proxy.tls(&[b"http/1.1"]).await), cert_before);
+
+    // The proxy still reloads once the file is fixed.
+    proxy.write_config(&routed_to(&b));
+    reload(&mut proxy)
+        .await
+        .expect("a fixed config must be accepted");
+    assert_eq!(upstream_name(&proxy).await, "b");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s2_sigterm_drains_in_flight_requests_then_exits_0() {
+    let up = Upstream::start("app").await;
+    let mut proxy = TestProxy::start(&routed_to(&up).server("shutdown_grace = \"20s\"")).await;
+    let mut idle = proxy.tls(&[b"http/1.1"]).await;
+    let mut h1 = proxy.h1().await;
+    let slow = tokio::spawn(async move {
+        send1(
+            &mut h1,
+            get("localhost", "/slow?ms=1500").body(empty()).unwrap(),
+        )
+        .await
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while up.hits() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the slow request never reached the upstream"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    proxy.signal("TERM");
+    proxy
+        .wait_log(10, |v| {
+            v["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("shutting down"))
+        })
+        .await
+        .expect("no shutdown logged");
+    // New connections are refused while the old request drains.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let attempt = tokio::time::timeout(
+            Duration::from_secs(5),
+            tls_connect(
+                proxy.https_addr,
+                "localhost",
+                proxy.client_config(&[b"http/1.1"]),
+            ),
+        )
+        .await;
+        if !matches!(attempt, Ok(Ok(_))) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "new connections still accepted after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // An idle keep-alive connection is closed rather than waited for.
+    let (_, closed) = read_to_close(&mut idle, 5).await;
+    assert!(closed, "an idle connection must not hold up shutdown");
+
+    let r = within(10, "the in-flight request", slow).await.unwrap();
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.echo().uri, "/slow?ms=1500");
+    let status = proxy
+        .wait_exit(10)
+        .await
+        .expect("cloakroom did not exit after draining");
+    assert_eq!(status.code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s2_sigint_drain_is_bounded_by_shutdown_grace() {
+    let up = Upstream::start("app").await;
+    let mut proxy = TestProxy::start(&routed_to(&up).server("shutdown_grace = \"1s\"")).await;
+    let mut h1 = proxy.h1().await;
+    let slow = tokio::spawn(async move {
+        within(
+            30,
+            "request",
+            h1.send_request(get("localhost", "/slow?ms=20000").body(empty()).unwrap()),
+        )
+        .await
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while up.hits() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the slow request never reached the upstream"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let started = Instant::now();
+    proxy.signal("INT");
+    let status = proxy
+        .wait_exit(10)
+        .await
+        .expect("cloakroom did not exit when the grace ended");
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "exit took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        slow.await.unwrap().is_err(),
+        "the request outliving the grace is cut"
+    );
+}
