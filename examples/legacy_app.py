@@ -85,6 +85,21 @@ def poll():
     return jsonify(user=session.get("user"))
 
 
+try:  # optional: a websocket endpoint when flask-sock is installed
+    from flask_sock import Sock
+except ImportError:
+    Sock = None
+
+if Sock is not None:
+    sock = Sock(app)
+
+    @sock.route("/ws")
+    def ws(conn):
+        """Echoes each message, prefixed with the session's user."""
+        while True:
+            conn.send(f"{session.get('user')}: {conn.receive()}")
+
+
 @app.route("/logout", methods=["GET", "POST"])
 def logout():
     session.clear()

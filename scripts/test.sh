@@ -6,10 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 venv=target/venv
-if ! "$venv/bin/python" -c "import flask" 2>/dev/null; then
-  echo "== installing Flask into $venv"
+if ! "$venv/bin/python" -c "import flask, flask_sock" 2>/dev/null; then
+  echo "== installing Flask and flask-sock into $venv"
   python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check flask
+  "$venv/bin/pip" install --quiet --disable-pip-version-check flask flask-sock
 fi
 export CLOAKROOM_TEST_PYTHON="$PWD/$venv/bin/python"
 

@@ -5,6 +5,7 @@
 
 pub mod body;
 pub mod client;
+pub mod flask;
 pub mod session;
 pub mod upstream;
 

@@ -19,7 +19,6 @@ use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
-use bytes::Bytes;
 use http::{header, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -142,7 +141,11 @@ fn answer(name: &str, mut req: Request<Incoming>) -> Response<Body> {
 pub fn scripted(path: &str, headers: &[&str]) -> String {
     let mut out = path.to_string();
     for (i, h) in headers.iter().enumerate() {
-        out.push(if i == 0 && !path.contains('?') { '?' } else { '&' });
+        out.push(if i == 0 && !path.contains('?') {
+            '?'
+        } else {
+            '&'
+        });
         out.push_str("h=");
         out.push_str(&pct_encode(h));
     }
@@ -238,15 +241,26 @@ impl Browser {
     /// A request builder with `Host` and `Cookie` (and a same-origin
     /// `Origin` for unsafe methods) already set.
     pub fn request(&self, method: Method, path: &str) -> http::request::Builder {
+        let origin = (!matches!(method, Method::GET | Method::HEAD)).then(|| self.origin());
+        self.request_from(method, path, origin.as_deref())
+    }
+
+    /// Like [`request`](Self::request), with this `Origin` (or none).
+    pub fn request_from(
+        &self,
+        method: Method,
+        path: &str,
+        origin: Option<&str>,
+    ) -> http::request::Builder {
         let mut b = Request::builder()
-            .method(method.clone())
+            .method(method)
             .uri(path)
             .header(header::HOST, &self.host);
         if let Some(c) = self.cookie_header() {
             b = b.header(header::COOKIE, c);
         }
-        if !matches!(method, Method::GET | Method::HEAD) {
-            b = b.header(header::ORIGIN, self.origin());
+        if let Some(o) = origin {
+            b = b.header(header::ORIGIN, o);
         }
         b
     }
@@ -477,16 +491,15 @@ pub fn value(v: &str) -> HeaderValue {
 }
 
 /// Sleeps until `start + at`.
-pub async fn at(start: Instant, at: Duration) {
-    if let Some(left) = at.checked_sub(start.elapsed()) {
+pub async fn at(start: Instant, offset: Duration) {
+    if let Some(left) = offset.checked_sub(start.elapsed()) {
         tokio::time::sleep(left).await;
     }
 }
 
 /// Bytes of a response body as a JSON value.
 pub fn json(resp: &Resp) -> Value {
-    serde_json::from_slice(&resp.body)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", resp.text()))
+    serde_json::from_slice(&resp.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", resp.text()))
 }
 
 /// A session-enabled proxy config with the usual base: `[session]` keys
@@ -496,9 +509,4 @@ pub fn config(app: &App, session: &str, auth: &str, route: &str) -> super::Proxy
         .raw(&format!("[session]\n{session}"))
         .raw(&format!("[auth]\n{auth}"))
         .route(&app.url(), route)
-}
-
-/// Raw bytes in a body, for tests that need one.
-pub fn bytes(b: &'static [u8]) -> Body {
-    full(Bytes::from_static(b))
 }
