@@ -166,6 +166,13 @@ async fn s4_3_forged_cookie_is_no_cookie_and_cleared() {
             .is_some(),
         "no forged_cookie audit"
     );
+    // A bad cookie on a response that makes a session: one Set-Cookie,
+    // the new session's, not a clearing one.
+    let mut b = Browser::new(&proxy);
+    b.set_session("not-a-session");
+    let r = b.get(&scripted("/", &["Set-Cookie: n=1"])).await;
+    let issued = session_set_cookie(&r).expect("new session cookie");
+    assert!(!issued.clears() && !issued.value.is_empty(), "{issued:?}");
     // Forgeries did not harm the real session.
     assert!(recognised(&mut real).await);
 }
@@ -340,4 +347,37 @@ async fn s4_7_session_cookie_not_sent_upstream() {
     f.cookies.push((COOKIE.into(), "forged.value".into()));
     let r = f.get("/").await;
     assert_eq!(upstream_cookies(&r), ["theme=dark"]);
+}
+
+/// Known bug, see the `ignore` reason. Browsers send cookie values that
+/// page scripts set in UTF-8 as raw bytes; `src/proxy/session.rs`
+/// `cookie_pairs` reads `Cookie` fields with `HeaderValue::to_str`, which
+/// refuses any byte over 0x7f, so such a field is skipped whole: the
+/// session in it is not found and `prepare_request` then forwards the
+/// field untouched, session cookie included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "bug: a Cookie field holding a non-ASCII value hides the session and sends its cookie (id and MAC) upstream"]
+async fn s4_7_session_cookie_not_sent_upstream_beside_non_ascii_cookies() {
+    let app = App::start("app").await;
+    let proxy = proxy_with(&app, "", "").await;
+    let mut b = start_session(&proxy).await;
+    let v = b.session().unwrap();
+    b.cookies.push(("name".into(), "Jos\u{e9}".into()));
+    let raw = b.cookie_header().unwrap();
+    let mut plain = Browser::new(&proxy);
+    let req = plain
+        .request(Method::GET, "/")
+        .header(
+            "cookie",
+            http::HeaderValue::from_bytes(raw.as_bytes()).unwrap(),
+        )
+        .body(empty())
+        .unwrap();
+    let r = plain.send(req).await;
+    let echo = r.text();
+    assert!(
+        !echo.contains(v.split('.').next().unwrap()),
+        "the id reached the upstream: {echo}"
+    );
+    assert_eq!(upstream_cookies(&r), ["a=1", "name=Jos\u{e9}"]);
 }
