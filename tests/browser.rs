@@ -11,13 +11,14 @@ mod support;
 
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use support::flask::{python, require_modules, Flask};
 use support::{ProxyConfig, TestProxy};
 
 const SESSION_COOKIE: &str = "__Host-cloakroom";
@@ -32,57 +33,39 @@ fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn python() -> PathBuf {
-    std::env::var_os("CLOAKROOM_TEST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target/venv/bin/python"))
-}
-
-/// `examples/legacy_app.py` on a free loopback port; killed on drop.
-struct Flask {
+/// The legacy app with one setting changed before it serves, for the
+/// negative control (`support::Flask` runs it only as shipped); killed on
+/// drop.
+struct TweakedFlask {
     addr: SocketAddr,
     child: Child,
     log: tempfile::NamedTempFile,
 }
 
-impl Flask {
-    /// Starts the app. `tweak` is Python run on the imported module before
-    /// it serves (to make a deliberately leaky variant); `None` runs the
-    /// example exactly as shipped.
-    async fn start(tweak: Option<&str>) -> Flask {
-        let python = python();
-        assert!(
-            python.exists(),
-            "no Python with Flask at {} (set CLOAKROOM_TEST_PYTHON, or run scripts/test.sh)",
-            python.display()
-        );
+impl TweakedFlask {
+    /// `tweak` is Python run on the imported `legacy_app` module `m`.
+    async fn start(tweak: &str) -> TweakedFlask {
+        require_modules(&["flask"]);
         // Ask the kernel for a free port; Flask cannot be handed a socket.
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .unwrap()
             .port();
         let log = tempfile::NamedTempFile::new().unwrap();
-        let mut cmd = Command::new(&python);
-        match tweak {
-            None => cmd.arg(root().join("examples/legacy_app.py")).args([
-                "--host",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-            ]),
-            Some(code) => cmd.arg("-c").arg(format!(
-                "import sys; sys.path.insert(0, {dir:?}); import legacy_app as m\n{code}\n\
-                 m.app.run(host='127.0.0.1', port={port}, threaded=True)",
-                dir = root().join("examples").display().to_string(),
-            )),
-        };
-        let child = cmd
+        let code = format!(
+            "import sys; sys.path.insert(0, {dir:?}); import legacy_app as m\n{tweak}\n\
+             m.app.run(host='127.0.0.1', port={port}, threaded=True)",
+            dir = root().join("examples").display().to_string(),
+        );
+        let child = Command::new(python())
+            .arg("-c")
+            .arg(code)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log.reopen().unwrap())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", python.display()));
-        let mut flask = Flask {
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", python().display()));
+        let mut flask = TweakedFlask {
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             child,
             log,
@@ -137,7 +120,7 @@ impl Flask {
     }
 }
 
-impl Drop for Flask {
+impl Drop for TweakedFlask {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -209,8 +192,8 @@ fn run_browser(origin: &str) -> Run {
     }
 }
 
-async fn browse(flask: &Flask, route_extra: &str) -> Run {
-    let proxy = TestProxy::start(&ProxyConfig::new().route(&flask.url(), route_extra)).await;
+async fn browse(upstream: &str, route_extra: &str) -> Run {
+    let proxy = TestProxy::start(&ProxyConfig::new().route(upstream, route_extra)).await;
     let origin = proxy.origin();
     let _one = BROWSER.lock().await;
     tokio::task::spawn_blocking(move || run_browser(&origin))
@@ -220,8 +203,8 @@ async fn browse(flask: &Flask, route_extra: &str) -> Run {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s4_2_s5_1_browser_holds_only_the_httponly_session_cookie() {
-    let flask = Flask::start(None).await;
-    let run = browse(&flask, "").await;
+    let flask = Flask::start().await;
+    let run = browse(&flask.url(), "").await;
     let r = &run.report;
     assert!(
         run.code == Some(0) && run.failures().is_empty(),
@@ -255,9 +238,9 @@ async fn s4_2_s5_1_browser_holds_only_the_httponly_session_cookie() {
 /// passes through to the browser, must fail them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_checks_catch_a_cookie_that_reaches_scripts() {
-    let flask = Flask::start(Some("m.app.config['SESSION_COOKIE_HTTPONLY'] = False")).await;
+    let flask = TweakedFlask::start("m.app.config['SESSION_COOKIE_HTTPONLY'] = False").await;
     let run = browse(
-        &flask,
+        &flask.url(),
         "passthrough_cookies = [\"session\"]\nscript_readable_cookies = [\"session\"]",
     )
     .await;
