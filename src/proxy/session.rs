@@ -60,9 +60,10 @@ pub async fn begin(
     route: Option<&str>,
 ) -> Result<SessionState, ProxyError> {
     let name = &state.config.session.cookie_name;
+    // A value that is not even text cannot verify: it counts as a bad cookie.
     let values = cookie_pairs(headers)
-        .filter(|(n, _)| *n == name.as_str())
-        .map(|(_, v)| v);
+        .filter(|(n, _)| *n == name.as_bytes())
+        .map(|(_, v)| std::str::from_utf8(v).unwrap_or(""));
     let lookup = manager
         .lookup(values, &state.config.session, route)
         .await
@@ -92,19 +93,25 @@ pub fn store_error(e: StoreError) -> ProxyError {
     }
 }
 
-/// Every `name=value` pair of every `Cookie` field.
-pub fn cookie_pairs(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
+/// Every cookie-pair of every `Cookie` field, as bytes: values may hold
+/// non-ASCII bytes, and a pair without `=` is a value with an empty name
+/// (RFC 6265bis §5.6). Nothing is skipped, so nothing escapes the rewrite.
+pub fn cookie_pairs(headers: &HeaderMap) -> impl Iterator<Item = (&[u8], &[u8])> {
     headers
         .get_all(header::COOKIE)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.split_once('=').map(|(n, v)| (n.trim(), v.trim())))
+        .flat_map(|v| v.as_bytes().split(|&b| b == b';'))
+        .map(|pair| match pair.iter().position(|&b| b == b'=') {
+            Some(i) => (pair[..i].trim_ascii(), pair[i + 1..].trim_ascii()),
+            None => (&pair[..0], pair.trim_ascii()),
+        })
+        .filter(|(n, v)| !(n.is_empty() && v.is_empty()))
 }
 
 /// Rewrites the `Cookie` header for the upstream: the session cookie out,
 /// the jar's matching cookies in (longer paths first), and client cookies
-/// that share a name with a jar cookie dropped (the jar wins).
+/// that share a name with a jar cookie dropped (the jar wins). Other client
+/// cookies go as they came.
 pub fn prepare_request(
     headers: &mut HeaderMap,
     cookie_name: &str,
@@ -119,34 +126,37 @@ pub fn prepare_request(
     let jar_cookies: Vec<_> = jar
         .map(|j| j.matching(path, now).collect())
         .unwrap_or_default();
+    let name = cookie_name.as_bytes();
     // Nothing to merge and no session cookie to remove: leave it as sent.
-    if jar_cookies.is_empty() && !cookie_pairs(headers).any(|(n, _)| n == cookie_name) {
+    if jar_cookies.is_empty() && !cookie_pairs(headers).any(|(n, _)| n == name) {
         return;
     }
-    let mut out = String::new();
+    let mut out = Vec::new();
     for c in &jar_cookies {
-        push_pair(&mut out, &c.name, &c.value);
+        push_pair(&mut out, c.name.as_bytes(), c.value.as_bytes());
     }
     for (n, v) in cookie_pairs(headers) {
-        if n != cookie_name && !jar_cookies.iter().any(|c| c.name == n) {
+        if n != name && !jar_cookies.iter().any(|c| c.name.as_bytes() == n) {
             push_pair(&mut out, n, v);
         }
     }
     headers.remove(header::COOKIE);
-    if let Ok(v) = HeaderValue::from_str(&out) {
-        if !out.is_empty() {
+    if !out.is_empty() {
+        if let Ok(v) = HeaderValue::from_bytes(&out) {
             headers.insert(header::COOKIE, v);
         }
     }
 }
 
-fn push_pair(out: &mut String, name: &str, value: &str) {
+fn push_pair(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     if !out.is_empty() {
-        out.push_str("; ");
+        out.extend_from_slice(b"; ");
     }
-    out.push_str(name);
-    out.push('=');
-    out.push_str(value);
+    if !name.is_empty() {
+        out.extend_from_slice(name);
+        out.push(b'=');
+    }
+    out.extend_from_slice(value);
 }
 
 /// True when `path` falls under one of `prefixes` (segment boundaries).
