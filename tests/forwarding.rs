@@ -295,3 +295,52 @@ async fn s3_preserve_host_forwards_the_clients_host() {
     assert_eq!(echo.one("host"), Some(rewritten.addr.to_string().as_str()));
     assert_eq!(echo.one("x-forwarded-host"), Some("plain.test"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_host_must_be_exactly_one_valid_authority() {
+    // RFC 9112 §3.2: 400 for several Host fields or an invalid value; the
+    // Host is what routing, X-Forwarded-Host and redirects are built from.
+    let up = Upstream::start("app").await;
+    let proxy = TestProxy::start(&ProxyConfig::new().redirect().route(&up.url(), "")).await;
+    for head in [
+        "Host: app.test\r\nHost: evil.test",
+        "Host: evil.test/path?",
+        "Host: user@app.test",
+        "Host: app.test evil.test",
+        "Host: app.test:port",
+    ] {
+        let mut tls = proxy.tls(&[b"http/1.1"]).await;
+        let req = format!("GET / HTTP/1.1\r\n{head}\r\nConnection: close\r\n\r\n");
+        let (raw, _) = exchange(&mut tls, req.as_bytes(), 10).await;
+        assert_eq!(
+            statuses(&raw),
+            [400],
+            "{head:?}: {}",
+            String::from_utf8_lossy(&raw)
+        );
+
+        let mut tcp = tokio::net::TcpStream::connect(proxy.redirect_addr.unwrap())
+            .await
+            .unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut tcp, req.as_bytes())
+            .await
+            .unwrap();
+        let mut raw = Vec::new();
+        within(
+            10,
+            "redirect",
+            tokio::io::AsyncReadExt::read_to_end(&mut tcp, &mut raw),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            statuses(&raw),
+            [400],
+            "redirect listener, {head:?}: {}",
+            String::from_utf8_lossy(&raw)
+        );
+    }
+    assert_eq!(up.hits(), 0);
+    let echo = echo_via(&proxy, get("App.Test:8443", "/").body(empty()).unwrap()).await;
+    assert_eq!(echo.one("x-forwarded-host"), Some("App.Test:8443"));
+}

@@ -142,3 +142,32 @@ async fn s3_idle_client_connections_are_closed_on_h1_and_h2() {
     let ended = tokio::time::timeout(Duration::from_secs(8), conn).await;
     assert!(ended.is_ok(), "an idle HTTP/2 connection must be closed");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_max_connections_bounds_concurrent_clients() {
+    let up = Upstream::start("app").await;
+    let proxy = proxy_to(&up, &["max_connections = 2"]).await;
+    let mut first = proxy.h1().await;
+    let second = proxy.tls(&[b"http/1.1"]).await;
+    let r = send1(&mut first, get("localhost", "/").body(empty()).unwrap()).await;
+    assert_eq!(r.status, StatusCode::OK);
+
+    let config = proxy.client_config(&[b"http/1.1"]);
+    let third = tokio::spawn(tls_connect(proxy.https_addr, "localhost", config));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        !third.is_finished(),
+        "a third connection was served while two were open"
+    );
+
+    drop(second);
+    let third = within(10, "third connection after one closed", third)
+        .await
+        .unwrap();
+    let r = send1(
+        &mut h1_over(third.unwrap()).await,
+        get("localhost", "/").body(empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+}

@@ -274,5 +274,31 @@ async fn s3_redirect_listener_answers_308_to_https() {
         proxy.https_addr.port()
     );
     assert!(text.contains(&want), "{text}");
+    assert!(
+        !text.contains("strict-transport-security"),
+        "no HSTS over plain HTTP"
+    );
+
+    let addr = proxy.redirect_addr.unwrap();
+    for (head, want) in [
+        (
+            "Host: example.test",
+            format!(
+                "location: https://example.test:{}/\r\n",
+                proxy.https_addr.port()
+            ),
+        ),
+        ("X-No-Host: 1", "HTTP/1.1 400".to_string()),
+    ] {
+        let mut tcp = TcpStream::connect(addr).await.unwrap();
+        let req = format!("GET / HTTP/1.1\r\n{head}\r\nConnection: close\r\n\r\n");
+        tcp.write_all(req.as_bytes()).await.unwrap();
+        let mut raw = Vec::new();
+        within(10, "redirect response", tcp.read_to_end(&mut raw))
+            .await
+            .unwrap();
+        let text = String::from_utf8_lossy(&raw).to_ascii_lowercase();
+        assert!(text.contains(&want.to_ascii_lowercase()), "{head}: {text}");
+    }
     assert_eq!(up.hits(), 0, "the redirect listener never proxies");
 }

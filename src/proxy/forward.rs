@@ -2,7 +2,7 @@
 //! `Host` in, the normalised path and the query as the target, HTTP/1.1.
 
 use http::header::{self, HeaderValue};
-use http::uri::{PathAndQuery, Scheme, Uri};
+use http::uri::{Authority, PathAndQuery, Scheme, Uri};
 use http::{Request, Version};
 use hyper::body::Incoming;
 
@@ -65,10 +65,26 @@ impl Forward<'_> {
 }
 
 /// The host the client asked for: the URI authority (HTTP/2, absolute-form)
-/// or the `Host` header.
+/// or the `Host` header. `None` (answered 400) unless it is exactly one
+/// `host[:port]` (RFC 9112 §3.2): routing, `X-Forwarded-Host` and redirects
+/// are built from it.
 pub fn client_host(uri: &Uri, headers: &http::HeaderMap) -> Option<HeaderValue> {
-    match uri.authority() {
-        Some(a) => HeaderValue::from_str(a.as_str()).ok(),
-        None => headers.get(header::HOST).cloned(),
-    }
+    let value = match uri.authority() {
+        Some(a) => HeaderValue::from_str(a.as_str()).ok()?,
+        None => {
+            let mut fields = headers.get_all(header::HOST).iter();
+            let (first, more) = (fields.next()?, fields.next());
+            if more.is_some() {
+                return None;
+            }
+            first.clone()
+        }
+    };
+    let authority: Authority = value.to_str().ok()?.parse().ok()?;
+    let text = authority.as_str();
+    let port = text[text.rfind(']').unwrap_or(0)..]
+        .split_once(':')
+        .map(|(_, p)| p);
+    let port_ok = !matches!(port, Some(p) if !p.is_empty() && p.parse::<u16>().is_err());
+    (!text.contains('@') && port_ok).then_some(value)
 }

@@ -17,6 +17,7 @@ use super::conn::{drive, http1_builder, Activity};
 use super::Drain;
 use crate::app::Shared;
 use crate::proxy::error::plain;
+use crate::proxy::forward::client_host;
 use crate::proxy::route::strip_port;
 use crate::proxy::ProxyBody;
 
@@ -44,9 +45,10 @@ pub(super) async fn serve(tcp: TcpStream, shared: Arc<Shared>, drain: Drain) {
 
 fn redirect(shared: &Shared, req: &Request<Incoming>) -> Response<ProxyBody> {
     let port = shared.https_port();
-    let host = req
-        .headers()
-        .get(header::HOST)
+    // Validated like the HTTPS side: the Location must not carry a foreign host.
+    let host_value = client_host(req.uri(), req.headers());
+    let host = host_value
+        .as_ref()
         .and_then(|h| h.to_str().ok())
         .map(strip_port);
     let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());

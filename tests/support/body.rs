@@ -25,13 +25,27 @@ const CHUNK: usize = 64 * 1024;
 pub struct Repeat {
     chunk: Bytes,
     left: u64,
+    /// Whether the size hint tells the length (HTTP/1.1 then sends
+    /// `Content-Length`, else chunked; HTTP/2 sends no length).
+    exact: bool,
 }
 
 impl Repeat {
     pub fn body(len: u64) -> Body {
+        Self::make(len, true)
+    }
+
+    /// The same bytes without a known length.
+    pub fn unsized_body(len: u64) -> Body {
+        Self::make(len, false)
+    }
+
+    fn make(len: u64, exact: bool) -> Body {
+        let chunk = Bytes::from(vec![b'x'; CHUNK]);
         Repeat {
-            chunk: Bytes::from(vec![b'x'; CHUNK]),
+            chunk,
             left: len,
+            exact,
         }
         .boxed()
     }
@@ -58,6 +72,10 @@ impl http_body::Body for Repeat {
     }
 
     fn size_hint(&self) -> SizeHint {
-        SizeHint::with_exact(self.left)
+        if self.exact {
+            SizeHint::with_exact(self.left)
+        } else {
+            SizeHint::default()
+        }
     }
 }

@@ -183,10 +183,10 @@ pub async fn read_to_close(tls: &mut Tls, secs: u64) -> (Vec<u8>, bool) {
     }
 }
 
-/// The status codes of every HTTP/1.1 response head in raw bytes.
+/// The status codes of every HTTP/1.x response head in raw bytes.
 pub fn statuses(raw: &[u8]) -> Vec<u16> {
     let text = String::from_utf8_lossy(raw);
-    text.match_indices("HTTP/1.1 ")
+    text.match_indices("HTTP/1.")
         .filter_map(|(i, _)| text.get(i + 9..i + 12)?.parse().ok())
         .collect()
 }
