@@ -142,3 +142,24 @@ async fn s11_one_access_line_per_request_without_query() {
     );
     assert!(lines[1]["route"].is_null());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s9_1_h2_streams_are_served_concurrently() {
+    let up = Upstream::start("app").await;
+    let proxy = proxy_to(&up, &[]).await;
+    let h2 = proxy.h2().await;
+    let mut tasks = Vec::new();
+    for i in 0..100 {
+        let mut h2 = h2.clone();
+        let uri = format!("{}/slow?ms=200&i={i}", proxy.origin());
+        tasks.push(tokio::spawn(async move {
+            send2(&mut h2, Request::get(uri).body(empty()).unwrap()).await
+        }));
+    }
+    for (i, t) in tasks.into_iter().enumerate() {
+        let r = within(30, "a multiplexed stream", t).await.unwrap();
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(r.echo().uri, format!("/slow?ms=200&i={i}"));
+    }
+    assert_eq!(up.hits(), 100);
+}

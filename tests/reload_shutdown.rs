@@ -39,6 +39,19 @@ async fn reload(proxy: &mut TestProxy) -> Result<serde_json::Value, serde_json::
     }
 }
 
+/// Waits (up to 10 s) until the upstream has seen `n` requests.
+async fn wait_hits(up: &Upstream, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while up.hits() < n {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {n} requests reached the upstream",
+            up.hits()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 async fn upstream_name(proxy: &TestProxy) -> String {
     let r = proxy.get("/").await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
@@ -164,14 +177,12 @@ async fn s2_sigterm_drains_in_flight_requests_then_exits_0() {
         )
         .await
     });
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while up.hits() == 0 {
-        assert!(
-            Instant::now() < deadline,
-            "the slow request never reached the upstream"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let mut h2 = proxy.h2().await;
+    let uri = format!("{}/slow?ms=1500", proxy.origin());
+    let slow2 = tokio::spawn(async move {
+        send2(&mut h2, http::Request::get(uri).body(empty()).unwrap()).await
+    });
+    wait_hits(&up, 2).await;
 
     proxy.signal("TERM");
     proxy
@@ -209,6 +220,8 @@ async fn s2_sigterm_drains_in_flight_requests_then_exits_0() {
 
     let r = within(10, "the in-flight request", slow).await.unwrap();
     assert_eq!(r.status, StatusCode::OK);
+    let r2 = within(10, "the in-flight h2 request", slow2).await.unwrap();
+    assert_eq!(r2.status, StatusCode::OK);
     assert_eq!(r.echo().uri, "/slow?ms=1500");
     let status = proxy
         .wait_exit(10)
@@ -230,14 +243,7 @@ async fn s2_sigint_drain_is_bounded_by_shutdown_grace() {
         )
         .await
     });
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while up.hits() == 0 {
-        assert!(
-            Instant::now() < deadline,
-            "the slow request never reached the upstream"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_hits(&up, 1).await;
     let started = Instant::now();
     proxy.signal("INT");
     let status = proxy
@@ -254,4 +260,46 @@ async fn s2_sigint_drain_is_bounded_by_shutdown_grace() {
         slow.await.unwrap().is_err(),
         "the request outliving the grace is cut"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s2_open_websockets_do_not_hold_up_shutdown() {
+    let up = Upstream::start("app").await;
+    let mut proxy = TestProxy::start(&routed_to(&up).server("shutdown_grace = \"20s\"")).await;
+    let mut h1 = proxy.h1().await;
+    let req = get("localhost", "/ws")
+        .header("connection", "Upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .header("sec-websocket-version", "13")
+        .body(empty())
+        .unwrap();
+    within(10, "ready", h1.ready()).await.unwrap();
+    let resp = within(10, "101", h1.send_request(req)).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::SWITCHING_PROTOCOLS);
+    let upgraded = within(10, "upgrade", hyper::upgrade::on(resp))
+        .await
+        .unwrap();
+    let mut io = hyper_util::rt::TokioIo::new(upgraded);
+
+    let started = Instant::now();
+    proxy.signal("TERM");
+    let status = proxy
+        .wait_exit(15)
+        .await
+        .expect("an open tunnel kept the proxy running");
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "exit took {:?}",
+        started.elapsed()
+    );
+    let mut buf = [0u8; 16];
+    let n = within(
+        5,
+        "tunnel closed",
+        tokio::io::AsyncReadExt::read(&mut io, &mut buf),
+    )
+    .await;
+    assert!(matches!(n, Ok(0) | Err(_)), "the tunnel is closed at exit");
 }
