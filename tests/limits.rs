@@ -171,3 +171,38 @@ async fn s3_max_connections_bounds_concurrent_clients() {
     .await;
     assert_eq!(r.status, StatusCode::OK);
 }
+
+/// User plus system CPU time of a process, from `/proc/PID/stat`.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the parenthesised command name; utime and stime are 14 and 15.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<u64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .map(|f| f.parse().unwrap())
+        .collect();
+    // USER_HZ is 100 on Linux.
+    Duration::from_millis((fields[0] + fields[1]) * 10)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_a_request_outliving_the_idle_timeout_costs_no_cpu() {
+    let up = Upstream::start("app").await;
+    let proxy = proxy_to(&up, &["client_idle_timeout = \"1s\""]).await;
+    let mut h1 = proxy.h1().await;
+    let before = cpu_time(proxy.pid);
+    // In flight, with no bytes moving, for 2 s past the idle timeout.
+    let r = send1(
+        &mut h1,
+        get("localhost", "/slow?ms=3000").body(empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "a request in flight is not idle");
+    let used = cpu_time(proxy.pid) - before;
+    assert!(
+        used < Duration::from_millis(1000),
+        "the proxy burnt {used:?} of CPU waiting"
+    );
+}

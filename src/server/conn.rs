@@ -167,7 +167,13 @@ pub(super) async fn drive<C: Graceful>(
     tokio::pin!(conn);
     let mut stopping = false;
     loop {
-        let deadline = tokio::time::Instant::from_std(activity.last() + idle);
+        let mut deadline = activity.last() + idle;
+        if activity.in_flight() > 0 {
+            // A request outliving `idle` is not idle: look again later
+            // instead of waking at once (a past deadline spun a core).
+            deadline = deadline.max(Instant::now() + idle);
+        }
+        let deadline = tokio::time::Instant::from_std(deadline);
         tokio::select! {
             r = conn.as_mut() => {
                 let _ = r;
