@@ -164,6 +164,12 @@ async fn s9_3_connect_and_non_websocket_upgrades_are_refused() {
         send1(&mut proxy.h1().await, post_ws).await.status,
         StatusCode::BAD_REQUEST
     );
+    let mut h2 = proxy.h2().await;
+    let connect = Request::connect("127.0.0.1:22").body(empty()).unwrap();
+    assert_eq!(
+        send2(&mut h2, connect).await.status,
+        StatusCode::METHOD_NOT_ALLOWED
+    );
     assert_eq!(up.hits(), 0, "refused requests never reach the upstream");
 }
 
