@@ -172,7 +172,7 @@ async fn serve(
         req.headers_mut(),
         &cfg.session.cookie_name,
         route,
-        sess.live.as_ref().map(|f| &f.session),
+        sess.live.as_ref().map(|f| &*f.session),
         &path,
         now,
     );

@@ -8,6 +8,8 @@
 //! (§8.4), `Set-Cookie` into the jar or rewritten for the browser (§5, §6),
 //! lazy creation and rotation (§4.5, §4.6), and the session cookie itself.
 
+use std::sync::Arc;
+
 use http::header::{self, HeaderMap, HeaderValue};
 
 use super::path::prefix_matches;
@@ -210,17 +212,25 @@ impl Exchange<'_> {
         }
         let existed = sess.live.is_some();
         let mut session = match sess.live.as_ref() {
-            Some(f) => f.session.clone(),
+            Some(f) => Arc::clone(&f.session),
             None => {
                 let ua = self.user_agent.and_then(|v| v.to_str().ok()).unwrap_or("");
-                Session::new(self.now, self.client_ip.to_string(), ua, &self.route.name)
+                Arc::new(Session::new(
+                    self.now,
+                    self.client_ip.to_string(),
+                    ua,
+                    &self.route.name,
+                ))
             }
         };
         let ended = upstream_auth && logout.is_some();
-        let jar_changed = self.capture_set_cookies(headers, &mut session, ended);
+        // The one copy of a changing session: the stored one stays intact
+        // until the store swaps in the new version.
+        let draft = Arc::make_mut(&mut session);
+        let jar_changed = self.capture_set_cookies(headers, draft, ended);
         let mut identity_changed = false;
         if let (true, false, Some(v)) = (upstream_auth, ended, login.as_ref()) {
-            identity_changed = self.bind_login(&mut session, v);
+            identity_changed = self.bind_login(draft, v);
         }
         if ended || !(jar_changed || identity_changed) {
             return Ok(());

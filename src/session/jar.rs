@@ -102,7 +102,11 @@ impl Jar {
                 Stored::Replaced
             }
             None => {
-                self.cookies.push(new);
+                // After every cookie with an equal or longer path.
+                let at = self
+                    .cookies
+                    .partition_point(|c| c.path.len() >= new.path.len());
+                self.cookies.insert(at, new);
                 Stored::Added
             }
         }
@@ -117,21 +121,16 @@ impl Jar {
     }
 
     /// Live cookies whose path matches, longer paths first, then in the
-    /// order they were stored (RFC 6265 §5.4).
+    /// order they were stored (RFC 6265 §5.4). The jar is kept in that order
+    /// as cookies are stored, so sending needs no sort.
     pub fn matching<'a>(
         &'a self,
         request_path: &'a str,
         now_ms: u64,
     ) -> impl Iterator<Item = &'a JarCookie> + 'a {
-        let mut live: Vec<&JarCookie> = self
-            .cookies
-            .iter()
-            .filter(move |c| {
-                c.expires.is_none_or(|t| t > now_ms) && path_matches(&c.path, request_path)
-            })
-            .collect();
-        live.sort_by_key(|c| std::cmp::Reverse(c.path.len()));
-        live.into_iter()
+        self.cookies.iter().filter(move |c| {
+            c.expires.is_none_or(|t| t > now_ms) && path_matches(&c.path, request_path)
+        })
     }
 }
 

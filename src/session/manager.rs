@@ -21,7 +21,7 @@ pub struct Manager {
 #[derive(Debug)]
 pub struct Found {
     pub key: SessionKey,
-    pub session: Session,
+    pub session: Arc<Session>,
     /// Verified under a fallback key: re-issue signed with the current key.
     pub resign: Option<SessionId>,
 }
@@ -93,13 +93,13 @@ impl Manager {
     /// Stores a new session under a fresh id.
     pub async fn create(
         &self,
-        session: &mut Session,
+        session: &mut Arc<Session>,
         cfg: &SessionConfig,
         route: Option<&str>,
     ) -> Result<(SessionId, SessionKey), StoreError> {
         let id = fresh_id()?;
         let key = id.key();
-        session.expires_at = session.deadline(cfg);
+        set_deadline(session, cfg);
         self.store.create(&key, session).await?;
         crate::metrics::get().sessions_active.inc();
         audit("session_created", Some(&key), session.user(), route);
@@ -110,10 +110,10 @@ impl Manager {
     pub async fn save(
         &self,
         key: &SessionKey,
-        session: &mut Session,
+        session: &mut Arc<Session>,
         cfg: &SessionConfig,
     ) -> Result<bool, StoreError> {
-        session.expires_at = session.deadline(cfg);
+        set_deadline(session, cfg);
         self.store.update(key, session).await
     }
 
@@ -121,13 +121,13 @@ impl Manager {
     pub async fn rotate(
         &self,
         old: &SessionKey,
-        session: &mut Session,
+        session: &mut Arc<Session>,
         cfg: &SessionConfig,
         route: Option<&str>,
     ) -> Result<(SessionId, SessionKey), StoreError> {
         let id = fresh_id()?;
         let key = id.key();
-        session.expires_at = session.deadline(cfg);
+        set_deadline(session, cfg);
         self.store.rotate(old, &key, session).await?;
         audit("rotated", Some(&key), session.user(), route);
         Ok((id, key))
@@ -143,8 +143,10 @@ impl Manager {
         if now.saturating_sub(found.session.last_seen) < cfg.touch_interval.as_millis() as u64 {
             return Ok(());
         }
-        found.session.last_seen = now;
-        found.session.expires_at = found.session.deadline(cfg);
+        // Copies the session once per touch_interval, not per request.
+        let session = Arc::make_mut(&mut found.session);
+        session.last_seen = now;
+        session.expires_at = session.deadline(cfg);
         self.store
             .touch(&found.key, now, found.session.expires_at)
             .await
@@ -196,6 +198,14 @@ impl Manager {
                 }
             }
         });
+    }
+}
+
+/// Keeps the stored deadline current; copies only a shared session.
+fn set_deadline(session: &mut Arc<Session>, cfg: &SessionConfig) {
+    let deadline = session.deadline(cfg);
+    if session.expires_at != deadline {
+        Arc::make_mut(session).expires_at = deadline;
     }
 }
 

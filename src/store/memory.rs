@@ -2,6 +2,7 @@
 //! survives a restart.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use dashmap::DashMap;
 
@@ -10,7 +11,7 @@ use crate::session::{Session, SessionKey};
 
 #[derive(Debug)]
 pub struct MemoryStore {
-    map: DashMap<SessionKey, Session>,
+    map: DashMap<SessionKey, Arc<Session>>,
     max: AtomicUsize,
 }
 
@@ -54,23 +55,23 @@ impl MemoryStore {
 }
 
 impl SessionStore for MemoryStore {
-    async fn load(&self, key: &SessionKey) -> Result<Option<Session>, StoreError> {
-        Ok(self.map.get(key).map(|s| s.value().clone()))
+    async fn load(&self, key: &SessionKey) -> Result<Option<Arc<Session>>, StoreError> {
+        Ok(self.map.get(key).map(|s| Arc::clone(s.value())))
     }
 
-    async fn create(&self, key: &SessionKey, session: &Session) -> Result<(), StoreError> {
+    async fn create(&self, key: &SessionKey, session: &Arc<Session>) -> Result<(), StoreError> {
         let max = self.max.load(Ordering::Relaxed);
         if self.map.len() >= max && self.evict(max) == 0 {
             return Err(StoreError::Full);
         }
-        self.map.insert(*key, session.clone());
+        self.map.insert(*key, Arc::clone(session));
         Ok(())
     }
 
-    async fn update(&self, key: &SessionKey, session: &Session) -> Result<bool, StoreError> {
+    async fn update(&self, key: &SessionKey, session: &Arc<Session>) -> Result<bool, StoreError> {
         Ok(match self.map.get_mut(key) {
             Some(mut s) => {
-                *s = session.clone();
+                *s = Arc::clone(session);
                 true
             }
             None => false,
@@ -85,6 +86,7 @@ impl SessionStore for MemoryStore {
     ) -> Result<bool, StoreError> {
         Ok(match self.map.get_mut(key) {
             Some(mut s) => {
+                let s = Arc::make_mut(&mut s);
                 s.last_seen = s.last_seen.max(last_seen);
                 s.expires_at = s.expires_at.max(expires_at);
                 true
@@ -97,11 +99,11 @@ impl SessionStore for MemoryStore {
         &self,
         old: &SessionKey,
         new: &SessionKey,
-        session: &Session,
+        session: &Arc<Session>,
     ) -> Result<(), StoreError> {
         // Insert first, then remove: there is no moment with neither key,
         // and the old key is gone before the response names the new one.
-        self.map.insert(*new, session.clone());
+        self.map.insert(*new, Arc::clone(session));
         self.map.remove(old);
         Ok(())
     }
@@ -126,7 +128,7 @@ mod tests {
     use super::*;
     use crate::session::{Identity, SessionId};
 
-    fn session(last_seen: u64, user: Option<&str>) -> Session {
+    fn session(last_seen: u64, user: Option<&str>) -> Arc<Session> {
         let mut s = Session::new(last_seen, "127.0.0.1".into(), "t", "/");
         s.expires_at = last_seen + 1000;
         s.identity = user.map(|u| Identity {
@@ -134,7 +136,7 @@ mod tests {
             email: None,
             groups: vec![],
         });
-        s
+        Arc::new(s)
     }
 
     fn key() -> SessionKey {

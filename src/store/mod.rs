@@ -1,10 +1,12 @@
 //! Session storage. [`SessionStore`] is the contract every backend meets;
 //! [`Store`] picks the configured backend. Keys are SHA-256 of session ids
-//! ([`SessionKey`]): a raw id never reaches a store.
+//! ([`SessionKey`]): a raw id never reaches a store. Sessions travel as
+//! `Arc<Session>`: a read copies nothing, a change copies once.
 
 mod memory;
 
 use std::future::Future;
+use std::sync::Arc;
 
 use crate::config::{Backend, Config};
 use crate::session::{Session, SessionKey};
@@ -26,20 +28,20 @@ pub trait SessionStore: Send + Sync {
     fn load(
         &self,
         key: &SessionKey,
-    ) -> impl Future<Output = Result<Option<Session>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Option<Arc<Session>>, StoreError>> + Send;
     /// Inserts a new session, first evicting the longest-idle anonymous
     /// sessions when at capacity; [`StoreError::Full`] when none can go.
     fn create(
         &self,
         key: &SessionKey,
-        session: &Session,
+        session: &Arc<Session>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Replaces an existing session; `false` when it is gone (ended
     /// meanwhile), in which case nothing is written.
     fn update(
         &self,
         key: &SessionKey,
-        session: &Session,
+        session: &Arc<Session>,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// Records activity; `false` when the session is gone.
     fn touch(
@@ -53,7 +55,7 @@ pub trait SessionStore: Send + Sync {
         &self,
         old: &SessionKey,
         new: &SessionKey,
-        session: &Session,
+        session: &Arc<Session>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Removes a session; `true` when it existed.
     fn delete(&self, key: &SessionKey) -> impl Future<Output = Result<bool, StoreError>> + Send;
@@ -104,13 +106,13 @@ macro_rules! dispatch {
 }
 
 impl SessionStore for Store {
-    async fn load(&self, key: &SessionKey) -> Result<Option<Session>, StoreError> {
+    async fn load(&self, key: &SessionKey) -> Result<Option<Arc<Session>>, StoreError> {
         dispatch!(self, "load", s => s.load(key).await)
     }
-    async fn create(&self, key: &SessionKey, session: &Session) -> Result<(), StoreError> {
+    async fn create(&self, key: &SessionKey, session: &Arc<Session>) -> Result<(), StoreError> {
         dispatch!(self, "create", s => s.create(key, session).await)
     }
-    async fn update(&self, key: &SessionKey, session: &Session) -> Result<bool, StoreError> {
+    async fn update(&self, key: &SessionKey, session: &Arc<Session>) -> Result<bool, StoreError> {
         dispatch!(self, "update", s => s.update(key, session).await)
     }
     async fn touch(
@@ -125,7 +127,7 @@ impl SessionStore for Store {
         &self,
         old: &SessionKey,
         new: &SessionKey,
-        session: &Session,
+        session: &Arc<Session>,
     ) -> Result<(), StoreError> {
         dispatch!(self, "rotate", s => s.rotate(old, new, session).await)
     }
