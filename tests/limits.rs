@@ -206,3 +206,22 @@ async fn s3_a_request_outliving_the_idle_timeout_costs_no_cpu() {
         "the proxy burnt {used:?} of CPU waiting"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_a_slow_stream_is_not_an_idle_connection() {
+    let up = Upstream::start("app").await;
+    let proxy = proxy_to(&up, &["client_idle_timeout = \"1s\""]).await;
+    let mut h1 = proxy.h1().await;
+    // The body pauses 2.5 s mid-stream, longer than the idle timeout.
+    let r = send1(
+        &mut h1,
+        get("localhost", "/drip?ms=2500").body(empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        r.text(),
+        "tick\ntock\n",
+        "the stream was cut while in flight"
+    );
+}

@@ -24,7 +24,7 @@ use tokio_rustls::TlsAcceptor;
 use super::Drain;
 use crate::app::Shared;
 use crate::config::Server;
-use crate::proxy::{self, ConnInfo};
+use crate::proxy::{self, ConnInfo, ProxyBody};
 
 pub(super) async fn serve_tls(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>, drain: Drain) {
     let _guard = drain.track();
@@ -63,8 +63,11 @@ pub(super) async fn serve_tls(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shar
         let shared = shared.clone();
         let act = act.clone();
         async move {
-            let _busy = act.begin();
-            Ok::<_, Infallible>(proxy::handle(&shared, &info, req).await)
+            let busy = act.begin();
+            let resp = proxy::handle(&shared, &info, req).await;
+            // In flight until the body ends: a slow stream (server-sent
+            // events) with long gaps is not an idle connection.
+            Ok::<_, Infallible>(resp.map(|body| InFlight { body, _busy: busy }))
         }
     });
     let stop = drain.subscribe();
@@ -242,6 +245,32 @@ impl Drop for Busy {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
         self.0.touch();
+    }
+}
+
+/// A response body that keeps its request counted as in flight.
+pub(super) struct InFlight {
+    body: ProxyBody,
+    _busy: Busy,
+}
+
+impl http_body::Body for InFlight {
+    type Data = bytes::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
     }
 }
 

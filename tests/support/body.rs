@@ -79,3 +79,43 @@ impl http_body::Body for Repeat {
         }
     }
 }
+
+/// `tick\n`, a silence of `gap`, then `tock\n`: a slow stream such as
+/// server-sent events.
+pub struct Drip {
+    sent: u8,
+    gap: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Drip {
+    pub fn body(gap: std::time::Duration) -> Body {
+        Drip {
+            sent: 0,
+            gap: Box::pin(tokio::time::sleep(gap)),
+        }
+        .boxed()
+    }
+}
+
+impl http_body::Body for Drip {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        match self.sent {
+            0 => {
+                self.sent = 1;
+                Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(b"tick\n")))))
+            }
+            1 => {
+                std::task::ready!(std::future::Future::poll(self.gap.as_mut(), cx));
+                self.sent = 2;
+                Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(b"tock\n")))))
+            }
+            _ => Poll::Ready(None),
+        }
+    }
+}

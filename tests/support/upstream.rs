@@ -161,6 +161,9 @@ async fn handle(
             Response::new(full(n.to_string()))
         }
         "/download" => Response::new(Repeat::body(query_num(&req, "bytes"))),
+        "/drip" => Response::new(super::body::Drip::body(Duration::from_millis(query_num(
+            &req, "ms",
+        )))),
         "/ws" => websocket(req),
         "/hop" => Response::builder()
             .header(header::CONNECTION, "X-Up-Secret")
