@@ -9,14 +9,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use support::*;
 
-async fn proxy_to(up: &Upstream, server: &[&str]) -> TestProxy {
-    let mut config = ProxyConfig::new().route(&up.url(), "");
-    for line in server {
-        config = config.server(line);
-    }
-    TestProxy::start(&config).await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s9_1_head_keeps_the_connection_in_sync() {
     let up = Upstream::start("app").await;

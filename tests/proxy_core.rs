@@ -10,14 +10,6 @@ use tokio::net::TcpStream;
 
 use support::*;
 
-async fn proxy_to(up: &Upstream, server: &[&str]) -> TestProxy {
-    let mut config = ProxyConfig::new().route(&up.url(), "");
-    for line in server {
-        config = config.server(line);
-    }
-    TestProxy::start(&config).await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s9_1_alpn_h1_and_h2_both_proxy() {
     let up = Upstream::start("app").await;

@@ -94,6 +94,15 @@ pub struct TestProxy {
     stderr: Arc<Mutex<String>>,
 }
 
+/// A proxy with one route to `up` and extra `[server]` lines.
+pub async fn proxy_to(up: &Upstream, server: &[&str]) -> TestProxy {
+    let mut config = ProxyConfig::new().route(&up.url(), "");
+    for line in server {
+        config = config.server(line);
+    }
+    TestProxy::start(&config).await
+}
+
 /// Path of the binary under test.
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_cloakroom")
