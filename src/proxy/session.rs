@@ -400,3 +400,41 @@ pub fn session_cookie(state: &State, value: Option<&str>, max_age: Option<u64>) 
     }
     HeaderValue::from_str(&s).expect("cookie names and base64url values are valid header text")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::StatusCode;
+
+    #[test]
+    fn s4_3_store_error_is_503_and_keeps_the_cookie() {
+        let e = store_error(StoreError::Unavailable("connection refused".into()));
+        assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let resp = e.respond(None);
+        assert_eq!(resp.headers()[header::RETRY_AFTER], "1");
+        // The error response itself never clears the session cookie; only a
+        // lookup that found no live session sets `clear`.
+        assert!(!resp.headers().contains_key(header::SET_COOKIE));
+        assert!(!SessionState::default().clear);
+    }
+
+    #[test]
+    fn cookie_pairs_are_bytes_and_keep_nameless_values() {
+        let mut h = HeaderMap::new();
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_bytes("a=1; flag; n=Jos\u{e9}".as_bytes()).unwrap(),
+        );
+        h.append(header::COOKIE, HeaderValue::from_static("b = 2 ;;"));
+        let pairs: Vec<_> = cookie_pairs(&h).collect();
+        assert_eq!(
+            pairs,
+            [
+                (&b"a"[..], &b"1"[..]),
+                (&b""[..], &b"flag"[..]),
+                (&b"n"[..], "Jos\u{e9}".as_bytes()),
+                (&b"b"[..], &b"2"[..]),
+            ]
+        );
+    }
+}
