@@ -6,6 +6,7 @@
 #
 # What it does, all on loopback:
 #   * installs what it lacks from Debian: nginx, wrk, h2load (nghttp2-client);
+#     builds cloakroom (release) and the small TLS client in bench/loadgen;
 #   * starts one shared upstream: an nginx server block answering a fixed
 #     ~100-byte body over plain HTTP;
 #   * starts cloakroom (release build, RUST_LOG=warn so there is no access
@@ -21,16 +22,19 @@
 #   * prints a markdown table and writes it to bench/out/results.md (raw tool
 #     output goes to bench/out/raw/). Everything it started is stopped on exit.
 #
-# Scenarios (BENCH_SCENARIOS, space-separated, default "h1 h2 newconn fullhs"):
-#   h1       HTTPS keep-alive HTTP/1.1: wrk -t1 -cC -dD --latency
-#   h2       HTTP/2 over TLS (ALPN h2): h2load -t1 -cC -mM -D D (p99 from --log-file)
-#   newconn  one TLS connection per request, resumed: wrk with "Connection:
-#            close" (the server closes after each response and wrk reconnects;
-#            wrk keeps its TLS session, so every handshake after a
-#            connection's first is a TLS 1.3 PSK resumption with X25519)
-#   fullhs   one TLS connection per request, full handshake: BENCH_FULLHS_CLIENTS
-#            parallel `openssl s_time -new` loops (no resumption, one HTTP/1.1
-#            request with Connection: close each); s_time reports no latency
+# Scenarios (BENCH_SCENARIOS, space-separated, default "h1 h2 conn-resumed conn-full"):
+#   h1            HTTPS keep-alive HTTP/1.1: wrk -t1 -cC -dD --latency
+#   h2            HTTP/2 over TLS (ALPN h2): h2load -t1 -cC -mM -D D (p99 from --log-file)
+#   conn-resumed  a new TCP+TLS connection per request, TLS 1.3 resumption:
+#                 bench/loadgen (rustls client) in `resume` mode
+#   conn-full     a new TCP+TLS connection per request, full TLS 1.3
+#                 handshake every time: bench/loadgen in `full` mode
+#   Why a home-made client for the last two: wrk (-H "Connection: close")
+#   and h2load both resume sessions silently, and `openssl s_time -new`
+#   (OpenSSL 3 client) costs ~1 ms of client CPU per handshake, so the
+#   generator core saturated at ~850 handshakes/s, far below either proxy.
+#   bench/loadgen's latency is the whole cycle: connect, handshake, request,
+#   response, close. wrk's and h2load's are per request on an open connection.
 #
 # Environment (defaults in brackets):
 #   BENCH_DURATION [10]  seconds per measured run
@@ -39,18 +43,21 @@
 #   BENCH_CONNECTIONS [32]  concurrent connections;  BENCH_STREAMS [10] h2 streams per connection
 #   BENCH_PROXY_CPU [0]  BENCH_LOAD_CPU [1]  CPUs for the proxies / the load generator
 #   BENCH_UPSTREAM_CPU [= BENCH_LOAD_CPU]    CPU for the upstream nginx
-#   BENCH_SCENARIOS ["h1 h2 newconn fullhs"]
-#   BENCH_FULLHS_CLIENTS [16]  parallel s_time processes in fullhs
+#   BENCH_SCENARIOS ["h1 h2 conn-resumed conn-full"]
 #   BENCH_ACCESS_LOG [0] 1: leave cloakroom's access log on (RUST_LOG=info,
 #                        JSON lines to a file) to measure what it costs
 #   BENCH_WAIT_QUIET [0] >0: before measuring, poll /proc/loadavg every 30 s for up
 #                        to that many minutes until the 1-minute load is below
 #                        BENCH_QUIET_LOAD [0.8] (other work on the machine skews
 #                        everything); runs anyway when it never gets there
-#   BENCH_BUILD [1]      0: skip `cargo build --release`
+#   BENCH_TOKIO_WORKERS [1]  TOKIO_WORKER_THREADS for cloakroom; empty: unset
+#                        (tokio then starts one worker per CPU it sees)
+#   BENCH_BUILD [1]      0: skip `cargo build --release` of cloakroom and of
+#                        bench/loadgen (built into bench/out/target when missing)
 #   BENCH_INSTALL [1]    0: never call apt-get
 #   CLOAKROOM_BIN        use this binary instead of target/release/cloakroom
-# Defaults take about 3 × 2 × 3 × (10 s + overhead) + warm-ups ≈ 4 minutes.
+# Defaults take about 4 scenarios × 3 rounds × 2 proxies × 10 s + warm-ups
+# and start-ups ≈ 4.5 minutes.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -64,9 +71,10 @@ STREAMS=${BENCH_STREAMS:-10}
 PROXY_CPU=${BENCH_PROXY_CPU:-0}
 LOAD_CPU=${BENCH_LOAD_CPU:-1}
 UPSTREAM_CPU=${BENCH_UPSTREAM_CPU:-$LOAD_CPU}
-SCENARIOS=${BENCH_SCENARIOS:-"h1 h2 newconn fullhs"}
-FULLHS_CLIENTS=${BENCH_FULLHS_CLIENTS:-16}
+SCENARIOS=${BENCH_SCENARIOS:-"h1 h2 conn-resumed conn-full"}
+LOADGEN=$OUT/target/release/cloakroom-loadgen
 ACCESS_LOG=${BENCH_ACCESS_LOG:-0}
+TOKIO_WORKERS=${BENCH_TOKIO_WORKERS-1}
 BIN=${CLOAKROOM_BIN:-$ROOT/target/release/cloakroom}
 CLK_TCK=$(getconf CLK_TCK)
 
@@ -92,14 +100,12 @@ install_tools() {
 
 # ---------------------------------------------------------------- processes
 PIDS=()        # everything we started, stopped by cleanup()
-LOAD_PIDS=()   # load generators running in the background (fullhs)
 cleanup() {
   local pid i
-  for pid in "${LOAD_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "${PIDS[@]}"; do
     kill -TERM "$pid" 2>/dev/null || true
   done
-  for pid in "${PIDS[@]}" "${LOAD_PIDS[@]}"; do
+  for pid in "${PIDS[@]}"; do
     for ((i = 0; i < 50; i++)); do
       kill -0 "$pid" 2>/dev/null || break
       sleep 0.1
@@ -107,7 +113,7 @@ cleanup() {
     kill -KILL "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
   done
-  PIDS=() LOAD_PIDS=()
+  PIDS=()
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -296,7 +302,9 @@ start_upstream() {
 start_cloakroom() {
   local level=warn out=/dev/null
   if [[ $ACCESS_LOG == 1 ]]; then level=info out=$OUT/logs/cloakroom-access.jsonl; fi
-  TOKIO_WORKER_THREADS=1 RUST_LOG=$level CLOAKROOM_LOG_FORMAT=json \
+  local workers=()
+  [[ -n $TOKIO_WORKERS ]] && workers=(TOKIO_WORKER_THREADS="$TOKIO_WORKERS")
+  env -u TOKIO_WORKER_THREADS "${workers[@]}" RUST_LOG=$level CLOAKROOM_LOG_FORMAT=json \
     taskset -c "$PROXY_CPU" "$BIN" --config "$OUT/cloakroom/proxy.toml" >>"$out" 2>>"$OUT/logs/cloakroom.err" &
   CR_PID=$!
   PIDS+=("$CR_PID")
@@ -318,29 +326,14 @@ run_load() {
   case $scenario in
     h1)
       taskset -c "$LOAD_CPU" timeout $((secs + 30)) wrk -t1 -c"$CONNS" -d"${secs}s" --latency "$url" >"$out" 2>&1 ;;
-    newconn)
-      taskset -c "$LOAD_CPU" timeout $((secs + 30)) wrk -t1 -c"$CONNS" -d"${secs}s" --latency -H "Connection: close" "$url" >"$out" 2>&1 ;;
     h2)
       taskset -c "$LOAD_CPU" timeout $((secs + 30)) \
         h2load -t1 -c"$CONNS" -m"$STREAMS" -D "$secs" --log-file="$out.log" "$url" >"$out" 2>&1 ;;
-    fullhs)
-      # s_time sends "GET <path> HTTP/1.0"; the path smuggles in the rest of
-      # a proper HTTP/1.1 request (cloakroom, rightly, wants a Host).
-      local i rc=0 path=$'/bench HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nX-Pad: x'
-      LOAD_PIDS=()
-      for ((i = 0; i < FULLHS_CLIENTS; i++)); do
-        taskset -c "$LOAD_CPU" timeout $((secs + 30)) \
-          openssl s_time -connect "127.0.0.1:$port" -new -www "$path" -time "$secs" >"$out.$i" 2>&1 &
-        LOAD_PIDS+=($!)
-      done
-      for i in "${LOAD_PIDS[@]}"; do wait "$i" || rc=$((rc + 1)); done
-      LOAD_PIDS=()
-      for ((i = 0; i < FULLHS_CLIENTS; i++)); do
-        grep -v '^\**$' "$out.$i" >>"$out" || true
-        rm -f "$out.$i"
-      done
-      echo "s_time processes failed: $rc" >>"$out"
-      ;;
+    conn-resumed | conn-full)
+      local mode=resume
+      [[ $scenario == conn-full ]] && mode=full
+      taskset -c "$LOAD_CPU" timeout $((secs + 30)) \
+        "$LOADGEN" "127.0.0.1:$port" /bench "$CONNS" "$secs" "$mode" >"$out" 2>&1 ;;
     *) die "unknown scenario $scenario" ;;
   esac
 }
@@ -357,16 +350,15 @@ to_ms() {
 parse_load() {
   local scenario=$1 out=$2 req err p99
   case $scenario in
-    h1 | newconn)
+    h1)
       req=$(awk '/requests in/ {print $1; exit}' "$out")
       err=$(awk '/Socket errors:/ {gsub(",", ""); e += $4 + $6 + $8 + $10} /Non-2xx/ {e += $NF} END {print e + 0}' "$out")
       p99=$(to_ms "$(awk '$1 == "99%" {print $2; exit}' "$out")")
       ;;
-    fullhs)
-      # per process: "N connections in T real seconds, B bytes read per connection"
-      req=$(awk '/connections in [0-9.]+ real seconds/ {n += $1} END {print n + 0}' "$out")
-      err=$(awk '/s_time processes failed:/ {e += $NF} /[Ee]rror|ERROR/ {e++} END {print e + 0}' "$out")
-      p99=nan
+    conn-resumed | conn-full)
+      req=$(awk '$1 == "requests" {print $2}' "$out")
+      err=$(awk '$1 == "errors" {print $2}' "$out")
+      p99=$(awk '$1 == "p99_ms" {print $2}' "$out")
       ;;
     h2)
       # requests: N total, N started, N done, N succeeded, N failed, N errored, N timeout
@@ -387,12 +379,17 @@ install_tools
 mkdir -p "$OUT" "$RAW" "$OUT/logs"
 rm -f "$RAW"/*
 : >"$OUT/logs/cloakroom.err"
+rm -f "$OUT/logs/cloakroom-access.jsonl"
 
 if [[ ${BENCH_BUILD:-1} == 1 && -z ${CLOAKROOM_BIN:-} ]]; then
   log "cargo build --release"
   (cd "$ROOT" && cargo build --release --quiet)
 fi
 [[ -x $BIN ]] || die "no cloakroom binary at $BIN"
+if [[ $SCENARIOS == *conn-* && ( ${BENCH_BUILD:-1} == 1 || ! -x $LOADGEN ) ]]; then
+  log "building bench/loadgen"
+  CARGO_TARGET_DIR=$OUT/target cargo build --release --quiet --manifest-path "$ROOT/bench/loadgen/Cargo.toml"
+fi
 (($(nproc) >= 2)) || log "warning: fewer than 2 CPUs; pinning puts everything on one core"
 
 if ((${BENCH_WAIT_QUIET:-0} > 0)); then
@@ -432,19 +429,24 @@ for scenario in $SCENARIOS; do
       if [[ $proxy == cloakroom ]]; then pid=$CR_PID port=$CR_PORT; else pid=$NG_PID port=$NG_PORT; fi
       out=$RAW/$scenario-$proxy-r$round.txt
       read -r lb0 lt0 <<<"$(cpu_busy "$LOAD_CPU")"
+      read -r pb0 pt0 <<<"$(cpu_busy "$PROXY_CPU")"
       t0=$(cpu_ticks "$pid")
       w0=$(date +%s.%N)
       run_load "$scenario" "$port" "$DURATION" "$out"
       w1=$(date +%s.%N)
       t1=$(cpu_ticks "$pid")
       read -r lb1 lt1 <<<"$(cpu_busy "$LOAD_CPU")"
+      read -r pb1 pt1 <<<"$(cpu_busy "$PROXY_CPU")"
       lbusy=$(awk -v b=$((lb1 - lb0)) -v t=$((lt1 - lt0)) 'BEGIN {printf "%.2f", (t > 0 ? b / t : 0)}')
+      # busy time on the proxy's CPU that was not the proxy: other work on
+      # the machine that stole from the measured proxy (should be ~0)
+      other=$(awk -v b=$((pb1 - pb0)) -v t=$((pt1 - pt0)) -v p=$((t1 - t0)) 'BEGIN {printf "%.2f", (t > 0 ? (b - p) / t : 0)}')
       res=$(parse_load "$scenario" "$out")
       read -r req err p99 <<<"$res"
       secs=$(awk -v a="$w0" -v b="$w1" 'BEGIN {printf "%.3f", b - a}')
       ticks=$((t1 - t0))
-      log "$scenario r$round $proxy: $req requests, $err errors, p99 ${p99} ms, $ticks CPU ticks in ${secs}s, load CPU busy $lbusy"
-      printf '%s %s %d %s %s %s %s %s %s\n' "$scenario" "$proxy" "$round" "$req" "$err" "$p99" "$ticks" "$secs" "$lbusy" >>"$RAW/runs.tsv"
+      log "$scenario r$round $proxy: $req requests, $err errors, p99 ${p99} ms, $ticks CPU ticks in ${secs}s, load CPU busy $lbusy, other work on proxy CPU $other"
+      printf '%s %s %d %s %s %s %s %s %s %s\n' "$scenario" "$proxy" "$round" "$req" "$err" "$p99" "$ticks" "$secs" "$lbusy" "$other" >>"$RAW/runs.tsv"
     done
   done
   echo "$scenario cloakroom $(peak_rss_kib "$CR_PID") $CR_THREADS" >>"$RAW/rss.tsv"
@@ -461,11 +463,11 @@ log "load average at end: $END_LOAD"
   echo
   echo "$ROUNDS rounds × ${DURATION}s per proxy and scenario, interleaved; $CONNS connections" \
     "(h2: × $STREAMS streams); proxies pinned to CPU $PROXY_CPU, load generator to CPU $LOAD_CPU, upstream to CPU $UPSTREAM_CPU;" \
-    "cloakroom with TOKIO_WORKER_THREADS=1 and RUST_LOG=$([[ $ACCESS_LOG == 1 ]] && echo 'info (access log on)' || echo 'warn (no access log)');" \
+    "cloakroom with TOKIO_WORKER_THREADS=${TOKIO_WORKERS:-(unset)} and RUST_LOG=$([[ $ACCESS_LOG == 1 ]] && echo 'info (access log on)' || echo 'warn (no access log)');" \
     "load average at start $START_LOAD, at end $END_LOAD."
   echo
-  echo "| scenario | proxy | req/s (median) | req/s per round | p99 ms (median) | CPU µs/req (median) | req/s per proxy core-second | proxy CPU use | load CPU use | peak RSS MiB | errors | req/s cloakroom/nginx | CPU/req cloakroom/nginx |"
-  echo "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+  echo "| scenario | proxy | req/s (median) | req/s per round | p99 ms (median) | CPU µs/req (median) | req/s per proxy core-second | proxy CPU use | load CPU use | other work on proxy CPU (max) | peak RSS MiB | errors | req/s cloakroom/nginx | CPU/req cloakroom/nginx |"
+  echo "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
   awk -v clk="$CLK_TCK" -v dur="$DURATION" '
     function median(s,   n, a, i, j, t) {
       n = split(s, a, " ")
@@ -484,6 +486,7 @@ log "load average at end: $END_LOAD"
       cpu[k] = cpu[k] " " ($4 > 0 ? $7 / clk * 1e6 / $4 : 0)
       use[k] = use[k] " " ($7 / clk / $8)
       luse[k] = luse[k] " " $9
+      if (!(k in oth) || $10 > oth[k]) oth[k] = $10
       errs[k] += $5
     }
     END {
@@ -498,14 +501,15 @@ log "load average at end: $END_LOAD"
         if (px == "cloakroom" && med_r[sc, "nginx"] > 0) ratio_r = sprintf("%.2f", med_r[sc, px] / med_r[sc, "nginx"])
         if (px == "cloakroom" && med_c[sc, "nginx"] > 0) ratio_c = sprintf("%.2f", med_c[sc, px] / med_c[sc, "nginx"])
         pm = median(p99[k]); ps = (pm == "nan" || pm == "") ? "n/a" : sprintf("%.2f", pm)
-        printf "| %s | %s | %.0f | %s | %s | %.1f | %.0f | %.0f%% | %.0f%% | %.1f | %d | %s | %s |\n", sc, px, med_r[sc, px], substr(rpsl[k], 2),
-          ps, med_c[sc, px], (med_c[sc, px] > 0 ? 1e6 / med_c[sc, px] : 0), median(use[k]) * 100, median(luse[k]) * 100, rss[sc, px] / 1024, errs[k], ratio_r, ratio_c
+        printf "| %s | %s | %.0f | %s | %s | %.1f | %.0f | %.0f%% | %.0f%% | %.0f%% | %.1f | %d | %s | %s |\n", sc, px, med_r[sc, px], substr(rpsl[k], 2),
+          ps, med_c[sc, px], (med_c[sc, px] > 0 ? 1e6 / med_c[sc, px] : 0), median(use[k]) * 100, median(luse[k]) * 100, oth[k] * 100, rss[sc, px] / 1024, errs[k], ratio_r, ratio_c
       }
     }' "$RAW/rss.tsv" "$RAW/runs.tsv"
   echo
   echo "CPU µs/req = proxy utime+stime during the run ÷ requests completed (nginx: master + worker);" \
     "req/s per proxy core-second = 10⁶ ÷ that, what one fully busy core would serve at the measured cost." \
     "Proxy CPU use = that CPU time ÷ wall time (100% = the pinned core saturated)." \
+    "Other work on proxy CPU = busy time of CPU $PROXY_CPU not spent by the proxy, worst round (other jobs on the machine; should be ~0%)." \
     "Load CPU use = busy share of CPU $LOAD_CPU (the load generator's CPU$([[ $UPSTREAM_CPU == "$LOAD_CPU" ]] && echo ', shared with the upstream'); 100% = the generator side is the bottleneck)." \
     "Peak RSS = VmHWM after the scenario (nginx: master + worker)." \
     "cloakroom ran $(awk '$2 == "cloakroom" {print $4; exit}' "$RAW/rss.tsv") threads. Raw output: bench/out/raw/."
