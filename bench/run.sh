@@ -15,10 +15,10 @@
 #     SAME certificate and key (the one cloakroom generates on first start);
 #   * pins both proxies to one CPU (BENCH_PROXY_CPU, default 0) and the load
 #     generator plus the upstream to another (BENCH_LOAD_CPU, default 1);
-#   * per scenario, starts both proxies fresh, warms each up, then runs
-#     ROUNDS interleaved measurements (cloakroom, nginx, cloakroom, nginx …),
-#     reading the proxy's utime+stime from /proc before and after each run
-#     and its peak RSS (VmHWM) at the end;
+#   * per scenario, runs ROUNDS interleaved measurements (cloakroom, nginx,
+#     cloakroom, nginx …), each on a freshly started proxy after a short
+#     warm-up, reading the proxy's utime+stime from /proc before and after
+#     the run and its peak RSS (VmHWM) at the end;
 #   * prints a markdown table and writes it to bench/out/results.md (raw tool
 #     output goes to bench/out/raw/). Everything it started is stopped on exit.
 #
@@ -39,7 +39,7 @@
 # Environment (defaults in brackets):
 #   BENCH_DURATION [10]  seconds per measured run
 #   BENCH_ROUNDS   [3]   measured runs per proxy per scenario
-#   BENCH_WARMUP   [2]   seconds of unmeasured warm-up per proxy per scenario
+#   BENCH_WARMUP   [1]   seconds of unmeasured warm-up before each measured run
 #   BENCH_CONNECTIONS [32]  concurrent connections;  BENCH_STREAMS [10] h2 streams per connection
 #   BENCH_PROXY_CPU [0]  BENCH_LOAD_CPU [1]  CPUs for the proxies / the load generator
 #   BENCH_UPSTREAM_CPU [= BENCH_LOAD_CPU]    CPU for the upstream nginx
@@ -56,8 +56,8 @@
 #                        bench/loadgen (built into bench/out/target when missing)
 #   BENCH_INSTALL [1]    0: never call apt-get
 #   CLOAKROOM_BIN        use this binary instead of target/release/cloakroom
-# Defaults take about 4 scenarios × 3 rounds × 2 proxies × 10 s + warm-ups
-# and start-ups ≈ 4.5 minutes.
+# Defaults take about 4 scenarios × 3 rounds × 2 proxies × (10 s + 1 s
+# warm-up + start/stop) ≈ 5 minutes.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -65,7 +65,7 @@ OUT=$ROOT/bench/out
 RAW=$OUT/raw
 DURATION=${BENCH_DURATION:-10}
 ROUNDS=${BENCH_ROUNDS:-3}
-WARMUP=${BENCH_WARMUP:-2}
+WARMUP=${BENCH_WARMUP:-1}
 CONNS=${BENCH_CONNECTIONS:-32}
 STREAMS=${BENCH_STREAMS:-10}
 PROXY_CPU=${BENCH_PROXY_CPU:-0}
@@ -416,17 +416,21 @@ stop_pid "$CR_PID"
 # per-proxy accumulation: SUM[scenario,proxy,field]
 declare -A SUM
 for scenario in $SCENARIOS; do
-  log "scenario $scenario: starting both proxies"
-  start_cloakroom
-  start_nginx_proxy
-  CR_THREADS=$(awk '/^Threads:/ {print $2}' "/proc/$CR_PID/status")
-  for proxy in cloakroom nginx; do
-    if [[ $proxy == cloakroom ]]; then port=$CR_PORT; else port=$NG_PORT; fi
-    run_load "$scenario" "$port" "$WARMUP" "$RAW/$scenario-$proxy-warmup.txt"
-  done
+  log "scenario $scenario"
   for ((round = 1; round <= ROUNDS; round++)); do
     for proxy in cloakroom nginx; do
-      if [[ $proxy == cloakroom ]]; then pid=$CR_PID port=$CR_PORT; else pid=$NG_PID port=$NG_PORT; fi
+      # A fresh process every round: the same cloakroom binary, restarted,
+      # has shown run-to-run spreads of ±15% in CPU per request (h2), so
+      # the median must be over processes, not over runs of one process.
+      if [[ $proxy == cloakroom ]]; then
+        start_cloakroom
+        pid=$CR_PID port=$CR_PORT
+        CR_THREADS=$(awk '/^Threads:/ {print $2}' "/proc/$CR_PID/status")
+      else
+        start_nginx_proxy
+        pid=$NG_PID port=$NG_PORT
+      fi
+      run_load "$scenario" "$port" "$WARMUP" "$RAW/$scenario-$proxy-r$round-warmup.txt"
       out=$RAW/$scenario-$proxy-r$round.txt
       read -r lb0 lt0 <<<"$(cpu_busy "$LOAD_CPU")"
       read -r pb0 pt0 <<<"$(cpu_busy "$PROXY_CPU")"
@@ -447,12 +451,10 @@ for scenario in $SCENARIOS; do
       ticks=$((t1 - t0))
       log "$scenario r$round $proxy: $req requests, $err errors, p99 ${p99} ms, $ticks CPU ticks in ${secs}s, load CPU busy $lbusy, other work on proxy CPU $other"
       printf '%s %s %d %s %s %s %s %s %s %s\n' "$scenario" "$proxy" "$round" "$req" "$err" "$p99" "$ticks" "$secs" "$lbusy" "$other" >>"$RAW/runs.tsv"
+      echo "$scenario $proxy $(peak_rss_kib "$pid") ${CR_THREADS:-}" >>"$RAW/rss.tsv"
+      stop_pid "$pid"
     done
   done
-  echo "$scenario cloakroom $(peak_rss_kib "$CR_PID") $CR_THREADS" >>"$RAW/rss.tsv"
-  echo "$scenario nginx $(peak_rss_kib "$NG_PID") -" >>"$RAW/rss.tsv"
-  stop_pid "$CR_PID"
-  stop_pid "$NG_PID"
 done
 END_LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
 log "load average at end: $END_LOAD"
@@ -475,7 +477,7 @@ log "load average at end: $END_LOAD"
       if (n % 2) return a[(n + 1) / 2]
       return (a[n / 2] + a[n / 2 + 1]) / 2
     }
-    FNR == NR && FILENAME ~ /rss.tsv$/ { rss[$1, $2] = $3; next }
+    FNR == NR && FILENAME ~ /rss.tsv$/ { if ($3 > rss[$1, $2]) rss[$1, $2] = $3; next }
     {
       k = $1 SUBSEP $2
       if (!(k in seen)) { seen[k] = 1; order[++n] = k }
@@ -511,6 +513,6 @@ log "load average at end: $END_LOAD"
     "Proxy CPU use = that CPU time ÷ wall time (100% = the pinned core saturated)." \
     "Other work on proxy CPU = busy time of CPU $PROXY_CPU not spent by the proxy, worst round (other jobs on the machine; should be ~0%)." \
     "Load CPU use = busy share of CPU $LOAD_CPU (the load generator's CPU$([[ $UPSTREAM_CPU == "$LOAD_CPU" ]] && echo ', shared with the upstream'); 100% = the generator side is the bottleneck)." \
-    "Peak RSS = VmHWM after the scenario (nginx: master + worker)." \
+    "Peak RSS = VmHWM at the end of a run, largest of the rounds (nginx: master + worker)." \
     "cloakroom ran $(awk '$2 == "cloakroom" {print $4; exit}' "$RAW/rss.tsv") threads. Raw output: bench/out/raw/."
 } | tee "$OUT/results.md"
