@@ -52,6 +52,8 @@ pub struct State {
     pub tls: Arc<ServerConfig>,
     pub upstream: Upstream,
     pub identity: IdentityHeaders,
+    /// `cloakroom_upstream_duration_seconds` per route, by route index.
+    pub upstream_timers: Vec<prometheus::Histogram>,
 }
 
 impl State {
@@ -62,6 +64,15 @@ impl State {
             tls: tls::server_config(&config.tls)?,
             upstream: Upstream::new(&config.server),
             identity: IdentityHeaders::new(&config),
+            upstream_timers: config
+                .routes
+                .iter()
+                .map(|r| {
+                    crate::metrics::get()
+                        .upstream_duration
+                        .with_label_values(&[r.name.as_str()])
+                })
+                .collect(),
             config: Arc::new(config),
         })
     }

@@ -198,6 +198,8 @@ pub struct Route {
     /// Normalised: starts with `/`, no trailing `/` unless it is `/`.
     pub path_prefix: String,
     pub upstream: Authority,
+    /// `upstream` as a `Host` value, made once at load.
+    pub upstream_host: HeaderValue,
     /// `http://authority` as written in the config, for messages.
     pub upstream_url: String,
     pub auth: RouteAuth,

@@ -675,6 +675,10 @@ impl Ctx<'_> {
                 name: format!("{host_text}{path_prefix}"),
                 host,
                 path_prefix,
+                upstream_host: HeaderValue::from_str(
+                    upstream.as_ref().map_or("127.0.0.1:5000", |a| a.as_str()),
+                )
+                .expect("an authority is a valid header value"),
                 upstream: upstream.unwrap_or_else(|| Authority::from_static("127.0.0.1:5000")),
                 upstream_url,
                 auth: self.choice(

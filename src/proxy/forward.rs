@@ -30,14 +30,13 @@ impl Forward<'_> {
         headers::join_cookie_fields(h);
         headers::set_forwarded(
             h,
-            self.conn.peer.ip(),
+            &self.conn.peer_header,
             self.trusted_peer,
             client_host.as_ref(),
         );
         let host = match (&client_host, self.route.preserve_host) {
             (Some(host), true) => host.clone(),
-            _ => HeaderValue::from_str(self.route.upstream.as_str())
-                .expect("an authority is a valid header value"),
+            _ => self.route.upstream_host.clone(),
         };
         h.insert(header::HOST, host);
         if self.websocket {

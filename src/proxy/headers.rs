@@ -1,7 +1,5 @@
 //! Header operations as small pure functions, applied in both directions.
 
-use std::net::IpAddr;
-
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1, plus the common non-standard ones).
@@ -56,11 +54,11 @@ pub fn has_token(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool {
 /// when present; from any other peer all three are replaced.
 pub fn set_forwarded(
     headers: &mut HeaderMap,
-    peer: IpAddr,
+    peer: &HeaderValue,
     trusted: bool,
     host: Option<&HeaderValue>,
 ) {
-    let peer_text = peer.to_string();
+    let peer_text = peer.as_bytes();
     let xff = match headers.get(&X_FORWARDED_FOR).filter(|_| trusted) {
         Some(prev) if !prev.is_empty() => {
             let mut v = Vec::with_capacity(prev.len() + 2 + peer_text.len());
@@ -72,14 +70,12 @@ pub fn set_forwarded(
                 v.extend_from_slice(part.as_bytes());
             }
             v.extend_from_slice(b", ");
-            v.extend_from_slice(peer_text.as_bytes());
+            v.extend_from_slice(peer_text);
             HeaderValue::from_bytes(&v).ok()
         }
         _ => None,
     };
-    let xff = xff.unwrap_or_else(|| {
-        HeaderValue::from_str(&peer_text).expect("an IP address is a valid header value")
-    });
+    let xff = xff.unwrap_or_else(|| peer.clone());
     headers.insert(&X_FORWARDED_FOR, xff);
     if !(trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
         headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("https"));
@@ -149,7 +145,7 @@ mod tests {
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-keep"));
         // The proxy's own headers are set afterwards, so the token cannot remove them.
-        set_forwarded(&mut h, "10.0.0.1".parse().unwrap(), false, None);
+        set_forwarded(&mut h, &HeaderValue::from_static("10.0.0.1"), false, None);
         assert_eq!(h["x-forwarded-for"], "10.0.0.1");
     }
 
@@ -161,7 +157,12 @@ mod tests {
             ("x-forwarded-host", "evil"),
         ]);
         let host = HeaderValue::from_static("app.test");
-        set_forwarded(&mut h, "127.0.0.1".parse().unwrap(), false, Some(&host));
+        set_forwarded(
+            &mut h,
+            &HeaderValue::from_static("127.0.0.1"),
+            false,
+            Some(&host),
+        );
         assert_eq!(h["x-forwarded-for"], "127.0.0.1");
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(h["x-forwarded-host"], "app.test");
@@ -175,7 +176,12 @@ mod tests {
             ("x-forwarded-proto", "http"),
         ]);
         let host = HeaderValue::from_static("app.test");
-        set_forwarded(&mut h, "127.0.0.1".parse().unwrap(), true, Some(&host));
+        set_forwarded(
+            &mut h,
+            &HeaderValue::from_static("127.0.0.1"),
+            true,
+            Some(&host),
+        );
         assert_eq!(h["x-forwarded-for"], "1.1.1.1, 2.2.2.2, 127.0.0.1");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "app.test");

@@ -50,10 +50,21 @@ pub use error::ProxyError;
 use session::SessionState;
 
 /// What the accept loop knows about a client connection.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ConnInfo {
     /// Canonical (IPv4-mapped addresses unmapped).
     pub peer: SocketAddr,
+    /// The peer's address as an `X-Forwarded-For` entry, made once.
+    pub peer_header: HeaderValue,
+}
+
+impl ConnInfo {
+    pub fn new(peer: SocketAddr) -> Self {
+        let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
+        let peer_header = HeaderValue::from_str(&peer.ip().to_string())
+            .expect("an IP address is a valid header value");
+        ConnInfo { peer, peer_header }
+    }
 }
 
 /// The request target after normalisation: what is checked is what the
@@ -66,9 +77,10 @@ pub struct Target<'a> {
 
 /// Per-request facts gathered for the access log.
 #[derive(Default)]
-struct Access {
+struct Access<'u> {
     route: Option<usize>,
-    path: Option<String>,
+    /// Borrowed from the request target unless normalising changed it.
+    path: Option<Cow<'u, str>>,
 }
 
 /// Serves one client request; never fails (errors become responses).
@@ -104,13 +116,13 @@ pub async fn handle(
     resp
 }
 
-async fn serve(
+async fn serve<'u>(
     shared: &Arc<Shared>,
     state: &State,
     conn: &ConnInfo,
     mut req: Request<Incoming>,
-    uri: &Uri,
-    access: &mut Access,
+    uri: &'u Uri,
+    access: &mut Access<'u>,
     sess: &mut SessionState,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let cfg = &state.config;
@@ -121,7 +133,7 @@ async fn serve(
     }
     let (raw_path, query) = path::split_target(uri.path_and_query().map_or("/", |pq| pq.as_str()));
     let path = path::normalise(raw_path).ok_or(ProxyError::BadRequest("invalid request target"))?;
-    access.path = Some(path.to_string());
+    access.path = Some(path.clone());
     let host_value =
         forward::client_host(uri, req.headers()).ok_or(ProxyError::BadRequest("missing Host"))?;
     let host = host_value
@@ -197,10 +209,7 @@ async fn serve(
     let upstream_req = forward.build(req)?;
     let sent = Instant::now();
     let resp = state.upstream.send(upstream_req).await;
-    crate::metrics::get()
-        .upstream_duration
-        .with_label_values(&[route.name.as_str()])
-        .observe(sent.elapsed().as_secs_f64());
+    state.upstream_timers[route.index].observe(sent.elapsed().as_secs_f64());
     let mut resp = resp?;
 
     // 5. respond

@@ -55,13 +55,12 @@ pub(super) async fn serve_tls(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shar
         inner: tls,
         activity: activity.clone(),
     });
-    let info = ConnInfo {
-        peer: SocketAddr::new(peer.ip().to_canonical(), peer.port()),
-    };
+    let info = Arc::new(ConnInfo::new(peer));
     let act = activity.clone();
     let svc = service_fn(move |req| {
         let shared = shared.clone();
         let act = act.clone();
+        let info = info.clone();
         async move {
             let busy = act.begin();
             let resp = proxy::handle(&shared, &info, req).await;
