@@ -52,6 +52,8 @@
 #                        everything); runs anyway when it never gets there
 #   BENCH_TOKIO_WORKERS [1]  TOKIO_WORKER_THREADS for cloakroom; empty: unset
 #                        (tokio then starts one worker per CPU it sees)
+#   BENCH_CLOAKROOM_ENV  extra NAME=VALUE words for cloakroom's environment, for
+#                        experiments (e.g. LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2)
 #   BENCH_BUILD [1]      0: skip `cargo build --release` of cloakroom and of
 #                        bench/loadgen (built into bench/out/target when missing)
 #   BENCH_INSTALL [1]    0: never call apt-get
@@ -304,7 +306,9 @@ start_cloakroom() {
   if [[ $ACCESS_LOG == 1 ]]; then level=info out=$OUT/logs/cloakroom-access.jsonl; fi
   local workers=()
   [[ -n $TOKIO_WORKERS ]] && workers=(TOKIO_WORKER_THREADS="$TOKIO_WORKERS")
-  env -u TOKIO_WORKER_THREADS "${workers[@]}" RUST_LOG=$level CLOAKROOM_LOG_FORMAT=json \
+  local extra=()
+  [[ -n ${BENCH_CLOAKROOM_ENV:-} ]] && read -ra extra <<<"$BENCH_CLOAKROOM_ENV"
+  env -u TOKIO_WORKER_THREADS "${workers[@]}" "${extra[@]}" RUST_LOG=$level CLOAKROOM_LOG_FORMAT=json \
     taskset -c "$PROXY_CPU" "$BIN" --config "$OUT/cloakroom/proxy.toml" >>"$out" 2>>"$OUT/logs/cloakroom.err" &
   CR_PID=$!
   PIDS+=("$CR_PID")
@@ -465,7 +469,7 @@ log "load average at end: $END_LOAD"
   echo
   echo "$ROUNDS rounds × ${DURATION}s per proxy and scenario, interleaved; $CONNS connections" \
     "(h2: × $STREAMS streams); proxies pinned to CPU $PROXY_CPU, load generator to CPU $LOAD_CPU, upstream to CPU $UPSTREAM_CPU;" \
-    "cloakroom with TOKIO_WORKER_THREADS=${TOKIO_WORKERS:-(unset)} and RUST_LOG=$([[ $ACCESS_LOG == 1 ]] && echo 'info (access log on)' || echo 'warn (no access log)');" \
+    "cloakroom with TOKIO_WORKER_THREADS=${TOKIO_WORKERS:-(unset)}${BENCH_CLOAKROOM_ENV:+, $BENCH_CLOAKROOM_ENV} and RUST_LOG=$([[ $ACCESS_LOG == 1 ]] && echo 'info (access log on)' || echo 'warn (no access log)');" \
     "load average at start $START_LOAD, at end $END_LOAD."
   echo
   echo "| scenario | proxy | req/s (median) | req/s per round | p99 ms (median) | CPU µs/req (median) | req/s per proxy core-second | proxy CPU use | load CPU use | other work on proxy CPU (max) | peak RSS MiB | errors | req/s cloakroom/nginx | CPU/req cloakroom/nginx |"
