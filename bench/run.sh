@@ -22,8 +22,10 @@
 #   * prints a markdown table and writes it to bench/out/results.md (raw tool
 #     output goes to bench/out/raw/). Everything it started is stopped on exit.
 #
-# Scenarios (BENCH_SCENARIOS, space-separated, default "h1 h2 conn-resumed conn-full"):
+# Scenarios (BENCH_SCENARIOS, space-separated, default "h1 h1-session h2 conn-resumed conn-full"):
 #   h1            HTTPS keep-alive HTTP/1.1: wrk -t1 -cC -dD --latency
+#   h1-session    as h1, but cloakroom's requests carry a live session whose
+#                 jar holds 10 upstream cookies; nginx does plain proxying
 #   h2            HTTP/2 over TLS (ALPN h2): h2load -t1 -cC -mM -D D (p99 from --log-file)
 #   conn-resumed  a new TCP+TLS connection per request, TLS 1.3 resumption:
 #                 bench/loadgen (rustls client) in `resume` mode
@@ -73,7 +75,7 @@ STREAMS=${BENCH_STREAMS:-10}
 PROXY_CPU=${BENCH_PROXY_CPU:-0}
 LOAD_CPU=${BENCH_LOAD_CPU:-1}
 UPSTREAM_CPU=${BENCH_UPSTREAM_CPU:-$LOAD_CPU}
-SCENARIOS=${BENCH_SCENARIOS:-"h1 h2 conn-resumed conn-full"}
+SCENARIOS=${BENCH_SCENARIOS:-"h1 h1-session h2 conn-resumed conn-full"}
 LOADGEN=$OUT/target/release/cloakroom-loadgen
 ACCESS_LOG=${BENCH_ACCESS_LOG:-0}
 TOKIO_WORKERS=${BENCH_TOKIO_WORKERS-1}
@@ -215,6 +217,12 @@ http {
     listen 127.0.0.1:$port backlog=4096;
     default_type text/plain;
     location / { return 200 "$body\n"; }
+    # h1-session: a "login" that sets 10 cookies, 40-80 bytes each, which
+    # cloakroom keeps in the session's jar and replays on every request.
+    location = /login {
+$(for i in 0 1 2 3 4 5 6 7 8 9; do printf '      add_header Set-Cookie "c%d=%s; Path=/" always;\n' "$i" "$(printf 'v%0*d' $((40 + 4 * i)) "$i")"; done)
+      return 200 "$body\n";
+    }
   }
 }
 EOF
@@ -330,6 +338,19 @@ run_load() {
   case $scenario in
     h1)
       taskset -c "$LOAD_CPU" timeout $((secs + 30)) wrk -t1 -c"$CONNS" -d"${secs}s" --latency "$url" >"$out" 2>&1 ;;
+    h1-session)
+      # cloakroom: every request carries a live session whose jar holds the
+      # upstream's 10 cookies (verify, lookup, jar merge, identity strip).
+      # nginx: the same load as plain proxying, the bar to meet.
+      local cookie=()
+      if [[ $port == "$CR_PORT" ]]; then
+        local value
+        value=$(curl -sk -D - -o /dev/null --max-time 5 "https://127.0.0.1:$port/login" |
+          awk -F'[=;]' 'tolower($0) ~ /^set-cookie: __host-cloakroom=/ {print $2; exit}')
+        [[ -n $value ]] || die "h1-session: cloakroom issued no session cookie"
+        cookie=(-H "Cookie: __Host-cloakroom=$value")
+      fi
+      taskset -c "$LOAD_CPU" timeout $((secs + 30)) wrk -t1 -c"$CONNS" -d"${secs}s" --latency "${cookie[@]}" "$url" >"$out" 2>&1 ;;
     h2)
       taskset -c "$LOAD_CPU" timeout $((secs + 30)) \
         h2load -t1 -c"$CONNS" -m"$STREAMS" -D "$secs" --log-file="$out.log" "$url" >"$out" 2>&1 ;;
@@ -354,7 +375,7 @@ to_ms() {
 parse_load() {
   local scenario=$1 out=$2 req err p99
   case $scenario in
-    h1)
+    h1 | h1-session)
       req=$(awk '/requests in/ {print $1; exit}' "$out")
       err=$(awk '/Socket errors:/ {gsub(",", ""); e += $4 + $6 + $8 + $10} /Non-2xx/ {e += $NF} END {print e + 0}' "$out")
       p99=$(to_ms "$(awk '$1 == "99%" {print $2; exit}' "$out")")
