@@ -31,7 +31,7 @@ use tokio::task::JoinHandle;
 
 use super::body::{empty, full, Body};
 use super::client::{h1_over, send1, tls_connect, within, Resp};
-use super::upstream::ws_accept;
+use super::upstream::{serve_loopback, ws_accept};
 use super::TestProxy;
 
 /// The session cookie's default name.
@@ -46,26 +46,13 @@ pub struct App {
 
 impl App {
     pub async fn start(name: &str) -> App {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let hits = Arc::new(AtomicUsize::new(0));
         let (name, counter) = (name.to_string(), hits.clone());
-        let task = tokio::spawn(async move {
-            while let Ok((tcp, _)) = listener.accept().await {
-                let (name, counter) = (name.clone(), counter.clone());
-                tokio::spawn(async move {
-                    let svc = service_fn(move |req| {
-                        counter.fetch_add(1, Ordering::SeqCst);
-                        let name = name.clone();
-                        async move { Ok::<_, Infallible>(answer(&name, req)) }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(tcp), svc)
-                        .with_upgrades()
-                        .await;
-                });
-            }
-        });
+        let (addr, task) = serve_loopback(move |req| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            std::future::ready(Ok::<_, Infallible>(answer(&name, req)))
+        })
+        .await;
         App { addr, hits, task }
     }
 

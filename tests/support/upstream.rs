@@ -49,22 +49,9 @@ pub struct Upstream {
 impl Upstream {
     /// Binds `127.0.0.1:0` and serves on the current tokio runtime.
     pub async fn start(name: &str) -> Upstream {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Seen::default());
         let (tag, s) = (name.to_string(), seen.clone());
-        let task = tokio::spawn(async move {
-            while let Ok((tcp, _)) = listener.accept().await {
-                let (tag, s) = (tag.clone(), s.clone());
-                tokio::spawn(async move {
-                    let svc = service_fn(move |req| handle(tag.clone(), s.clone(), req));
-                    let conn = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(tcp), svc)
-                        .with_upgrades();
-                    let _ = conn.await;
-                });
-            }
-        });
+        let (addr, task) = serve_loopback(move |req| handle(tag.clone(), s.clone(), req)).await;
         Upstream {
             addr,
             name: name.to_string(),
@@ -135,6 +122,29 @@ fn query_num(req: &Request<Incoming>, key: &str) -> u64 {
         .find(|(k, _)| *k == key)
         .and_then(|(_, v)| v.parse().ok())
         .unwrap_or(0)
+}
+
+/// Serves HTTP/1.1 (upgrades included) on `127.0.0.1:0`, every request
+/// answered by `handle`; the task stops accepting when aborted.
+pub async fn serve_loopback<F, Fut>(handle: F) -> (SocketAddr, JoinHandle<()>)
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let handle = handle.clone();
+            tokio::spawn(async move {
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tcp), service_fn(handle))
+                    .with_upgrades();
+                let _ = conn.await;
+            });
+        }
+    });
+    (addr, task)
 }
 
 async fn handle(
