@@ -13,6 +13,7 @@ use tokio::sync::{watch, Semaphore};
 
 use crate::config::{Config, LoadError};
 use crate::identity::IdentityHeaders;
+use crate::metrics::RequestCounters;
 use crate::proxy::route::RouteTable;
 use crate::server::{self, Drain};
 use crate::session::codec::KeyError;
@@ -54,6 +55,8 @@ pub struct State {
     pub identity: IdentityHeaders,
     /// `cloakroom_upstream_duration_seconds` per route, by route index.
     pub upstream_timers: Vec<prometheus::Histogram>,
+    /// `cloakroom_requests_total` per route index, then one for no route.
+    pub request_counters: Vec<RequestCounters>,
 }
 
 impl State {
@@ -62,7 +65,7 @@ impl State {
         Ok(State {
             routes: RouteTable::new(&config.routes),
             tls: tls::server_config(&config.tls)?,
-            upstream: Upstream::new(&config.server),
+            upstream: Upstream::new(&config),
             identity: IdentityHeaders::new(&config),
             upstream_timers: config
                 .routes
@@ -72,6 +75,13 @@ impl State {
                         .upstream_duration
                         .with_label_values(&[r.name.as_str()])
                 })
+                .collect(),
+            request_counters: config
+                .routes
+                .iter()
+                .map(|r| r.name.as_str())
+                .chain([""])
+                .map(RequestCounters::new)
                 .collect(),
             config: Arc::new(config),
         })

@@ -4,8 +4,8 @@
 //! handshake and the jar.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
 };
 use std::sync::LazyLock;
 
@@ -16,6 +16,8 @@ pub struct Metrics {
     pub sessions_active: IntGauge,
     pub session_events: IntCounterVec,
     pub store_duration: HistogramVec,
+    /// `store_duration` per operation, resolved once (no label hashing per call).
+    pub store_ops: StoreOps,
     pub store_errors: IntCounter,
     pub tls_handshakes: IntCounterVec,
     pub jar_rejected: IntCounterVec,
@@ -42,6 +44,84 @@ fn histogram_vec(
     h
 }
 
+/// The store timing histogram of each operation.
+pub struct StoreOps {
+    pub load: Histogram,
+    pub create: Histogram,
+    pub update: Histogram,
+    pub touch: Histogram,
+    pub rotate: Histogram,
+    pub delete: Histogram,
+    pub purge: Histogram,
+    pub count: Histogram,
+}
+
+impl StoreOps {
+    fn new(v: &HistogramVec) -> Self {
+        let op = |name: &str| v.with_label_values(&[name]);
+        StoreOps {
+            load: op("load"),
+            create: op("create"),
+            update: op("update"),
+            touch: op("touch"),
+            rotate: op("rotate"),
+            delete: op("delete"),
+            purge: op("purge"),
+            count: op("count"),
+        }
+    }
+}
+
+/// `cloakroom_requests_total` for one route, with the counters of the
+/// common status codes resolved up front; other codes take the labelled
+/// lookup.
+pub struct RequestCounters {
+    route: String,
+    common: Vec<(u16, IntCounter)>,
+}
+
+/// Statuses answered often enough to keep their counter at hand.
+const COMMON_STATUSES: [u16; 16] = [
+    200, 204, 206, 301, 302, 303, 304, 307, 308, 400, 401, 403, 404, 500, 502, 504,
+];
+
+impl std::fmt::Debug for RequestCounters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestCounters")
+            .field("route", &self.route)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RequestCounters {
+    /// Counters for `route` (`""`: requests that matched no route).
+    pub fn new(route: &str) -> Self {
+        let requests = &get().requests;
+        let common = COMMON_STATUSES
+            .iter()
+            .map(|&code| {
+                let status = http::StatusCode::from_u16(code).expect("a valid status code");
+                (code, requests.with_label_values(&[route, status.as_str()]))
+            })
+            .collect();
+        RequestCounters {
+            route: route.to_owned(),
+            common,
+        }
+    }
+
+    pub fn inc(&self, status: http::StatusCode) {
+        let code = status.as_u16();
+        match self.common.iter().find(|(c, _)| *c == code) {
+            Some((_, counter)) => counter.inc(),
+            None => get()
+                .requests
+                .with_label_values(&[self.route.as_str(), status.as_str()])
+                .inc(),
+        }
+    }
+}
+
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     let r = Registry::new();
     let sessions_active = IntGauge::new("cloakroom_sessions_active", "Sessions held by the store.")
@@ -55,6 +135,15 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     .expect("valid metric definition");
     r.register(Box::new(store_errors.clone()))
         .expect("metric names are unique");
+    let store_duration = histogram_vec(
+        &r,
+        "cloakroom_store_operation_duration_seconds",
+        "Session store operation time.",
+        "op",
+        vec![
+            0.000_01, 0.000_05, 0.000_1, 0.000_5, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0,
+        ],
+    );
     Metrics {
         requests: counter_vec(
             &r,
@@ -76,15 +165,8 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "Session audit events.",
             &["event"],
         ),
-        store_duration: histogram_vec(
-            &r,
-            "cloakroom_store_operation_duration_seconds",
-            "Session store operation time.",
-            "op",
-            vec![
-                0.000_01, 0.000_05, 0.000_1, 0.000_5, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0,
-            ],
-        ),
+        store_ops: StoreOps::new(&store_duration),
+        store_duration,
         store_errors,
         tls_handshakes: counter_vec(
             &r,

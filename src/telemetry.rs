@@ -48,11 +48,8 @@ pub struct AccessLine<'a> {
     pub user: Option<&'a str>,
 }
 
-pub fn access(line: AccessLine<'_>) {
-    crate::metrics::get()
-        .requests
-        .with_label_values(&[line.route.unwrap_or(""), line.status.as_str()])
-        .inc();
+pub fn access(line: AccessLine<'_>, counters: &crate::metrics::RequestCounters) {
+    counters.inc(line.status);
     let duration_ms = line.duration.as_secs_f64() * 1000.0;
     tracing::info!(
         target: "access",
@@ -145,5 +142,5 @@ pub fn audit(
         .with_label_values(&[event])
         .inc();
     let handle = key.map(|k| k.handle());
-    tracing::info!(target: "audit", event, session = handle.as_deref(), user, route);
+    tracing::info!(target: "audit", event, session = handle.as_ref().map(|h| h.as_str()), user, route);
 }

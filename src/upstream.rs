@@ -1,25 +1,47 @@
-//! The pooled keep-alive HTTP/1.1 client to upstreams, with the connect and
-//! response-header timeouts of `[server]`.
+//! Keep-alive HTTP/1.1 connections to upstreams: one pool per upstream
+//! address, with the connect and response-header timeouts of `[server]`.
+//!
+//! A pooled connection is a hyper `SendRequest` whose connection runs as its
+//! own task. It goes back to the pool when the response body it carried has
+//! ended ([`UpstreamBody`]), so a connection is never handed two exchanges
+//! at once. A request that a reused connection could not even send (the
+//! upstream closed it while idle) is retried once on the next connection.
 
-use std::time::Duration;
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{ready, Context, Poll};
+use std::time::{Duration, Instant};
 
-use http::{Request, Response};
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
 
-use crate::config::Server;
+use crate::config::Config;
+
+/// Idle connections kept per upstream; the oldest go first beyond that.
+const MAX_IDLE: usize = 1024;
+/// An idle connection older than this is closed instead of reused.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// TCP keep-alive probes on upstream connections, to find dead peers.
+const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
     #[error("upstream connection failed")]
-    Connect(#[source] hyper_util::client::legacy::Error),
-    #[error("upstream connect timed out")]
-    ConnectTimeout(#[source] hyper_util::client::legacy::Error),
+    Connect(#[source] std::io::Error),
+    #[error("upstream connect timed out after {0:?}")]
+    ConnectTimeout(Duration),
+    #[error("upstream HTTP handshake failed")]
+    Handshake(#[source] hyper::Error),
     #[error("no response headers from upstream within {0:?}")]
     ResponseTimeout(Duration),
     #[error("upstream closed or reset the connection")]
-    Failed(#[source] hyper_util::client::legacy::Error),
+    Failed(#[source] hyper::Error),
 }
 
 impl UpstreamError {
@@ -31,52 +53,228 @@ impl UpstreamError {
     }
 }
 
-#[derive(Clone, Debug)]
+/// The pools of every route's upstream, by route index.
+#[derive(Debug)]
 pub struct Upstream {
-    client: Client<HttpConnector, Incoming>,
+    pools: Vec<Arc<Pool>>,
+    connect_timeout: Duration,
     response_timeout: Duration,
 }
 
 impl Upstream {
-    pub fn new(server: &Server) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(server.upstream_connect_timeout));
-        connector.set_nodelay(true);
-        connector.set_keepalive(Some(Duration::from_secs(60)));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(1024)
-            .build(connector);
-        Self {
-            client,
-            response_timeout: server.upstream_response_timeout,
+    pub fn new(config: &Config) -> Self {
+        let mut pools: Vec<Arc<Pool>> = Vec::with_capacity(config.routes.len());
+        for route in &config.routes {
+            let addr = format!(
+                "{}:{}",
+                route.upstream.host(),
+                route.upstream.port_u16().unwrap_or(80)
+            );
+            // Routes to the same upstream share its connections.
+            let pool = match pools.iter().find(|p| p.addr == addr) {
+                Some(p) => p.clone(),
+                None => Arc::new(Pool {
+                    addr,
+                    idle: Mutex::new(VecDeque::new()),
+                }),
+            };
+            pools.push(pool);
+        }
+        Upstream {
+            pools,
+            connect_timeout: config.server.upstream_connect_timeout,
+            response_timeout: config.server.upstream_response_timeout,
         }
     }
 
-    /// Sends a request; the timeout covers connecting and the response head.
-    pub async fn send(&self, req: Request<Incoming>) -> Result<Response<Incoming>, UpstreamError> {
-        match tokio::time::timeout(self.response_timeout, self.client.request(req)).await {
+    /// Sends a request to route `route`'s upstream; the response timeout
+    /// covers connecting and the response head.
+    pub async fn send(
+        &self,
+        route: usize,
+        req: Request<Incoming>,
+    ) -> Result<Response<UpstreamBody>, UpstreamError> {
+        let pool = &self.pools[route];
+        match tokio::time::timeout(self.response_timeout, self.exchange(pool, req)).await {
+            Ok(r) => r,
             Err(_) => Err(UpstreamError::ResponseTimeout(self.response_timeout)),
-            Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(e)) if e.is_connect() && caused_by_timeout(&e) => {
-                Err(UpstreamError::ConnectTimeout(e))
+        }
+    }
+
+    async fn exchange(
+        &self,
+        pool: &Arc<Pool>,
+        mut req: Request<Incoming>,
+    ) -> Result<Response<UpstreamBody>, UpstreamError> {
+        let mut retried = false;
+        loop {
+            let (mut sender, reused) = match pool.checkout() {
+                Some(s) if !retried => (s, true),
+                // Boxed: connecting is rare on a warm pool, and its future
+                // would otherwise grow every request's state.
+                _ => (Box::pin(self.connect(pool)).await?, false),
+            };
+            match sender.try_send_request(req).await {
+                Ok(resp) => {
+                    // An upgraded connection belongs to the tunnel now.
+                    let lease = (resp.status() != StatusCode::SWITCHING_PROTOCOLS).then(|| Lease {
+                        sender,
+                        pool: pool.clone(),
+                    });
+                    return Ok(resp.map(|body| UpstreamBody { body, lease }));
+                }
+                Err(mut e) => match e.take_message() {
+                    // Not sent at all: the idle connection had been closed.
+                    Some(unsent) if reused => {
+                        req = unsent;
+                        retried = true;
+                    }
+                    _ => return Err(UpstreamError::Failed(e.into_error())),
+                },
             }
-            Ok(Err(e)) if e.is_connect() => Err(UpstreamError::Connect(e)),
-            Ok(Err(e)) => Err(UpstreamError::Failed(e)),
+        }
+    }
+
+    async fn connect(&self, pool: &Pool) -> Result<SendRequest<Incoming>, UpstreamError> {
+        let tcp = tokio::time::timeout(self.connect_timeout, TcpStream::connect(&*pool.addr))
+            .await
+            .map_err(|_| UpstreamError::ConnectTimeout(self.connect_timeout))?
+            .map_err(UpstreamError::Connect)?;
+        tcp.set_nodelay(true).map_err(UpstreamError::Connect)?;
+        let keepalive = socket2::TcpKeepalive::new().with_time(TCP_KEEPALIVE);
+        socket2::SockRef::from(&tcp)
+            .set_tcp_keepalive(&keepalive)
+            .map_err(UpstreamError::Connect)?;
+        let (sender, conn) = http1::Builder::new()
+            .handshake(TokioIo::new(tcp))
+            .await
+            .map_err(UpstreamError::Handshake)?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!(error = %e, "upstream connection ended with an error");
+            }
+        });
+        Ok(sender)
+    }
+}
+
+/// Idle keep-alive connections to one upstream address.
+#[derive(Debug)]
+struct Pool {
+    /// `host:port`, resolved at connect time.
+    addr: String,
+    /// Oldest first; taken from the back (the most recently used is the
+    /// likeliest to still be open).
+    idle: Mutex<VecDeque<Idle>>,
+}
+
+#[derive(Debug)]
+struct Idle {
+    sender: SendRequest<Incoming>,
+    since: Instant,
+}
+
+impl Pool {
+    /// A connection ready for a request, if one is idle. Closed ones are
+    /// dropped; one still finishing its last exchange is left for later.
+    fn checkout(&self) -> Option<SendRequest<Incoming>> {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        // Rare: allocates only when a connection is not ready yet.
+        let mut busy = Vec::new();
+        let mut found = None;
+        while let Some(entry) = idle.pop_back() {
+            if entry.sender.is_ready() {
+                found = Some(entry.sender);
+                break;
+            }
+            if !entry.sender.is_closed() {
+                busy.push(entry);
+            }
+        }
+        idle.extend(busy.into_iter().rev());
+        found
+    }
+
+    fn checkin(&self, sender: SendRequest<Incoming>) {
+        if sender.is_closed() {
+            return;
+        }
+        let now = Instant::now();
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        while idle
+            .front()
+            .is_some_and(|e| now.duration_since(e.since) > IDLE_TIMEOUT || idle.len() >= MAX_IDLE)
+        {
+            idle.pop_front();
+        }
+        idle.push_back(Idle { sender, since: now });
+    }
+}
+
+/// A connection on loan to one exchange.
+struct Lease {
+    sender: SendRequest<Incoming>,
+    pool: Arc<Pool>,
+}
+
+/// An upstream response body that returns its connection to the pool once
+/// it has been read to the end. Dropped early, the connection is closed
+/// instead: its unread rest could not be told apart from the next response.
+#[derive(Debug)]
+pub struct UpstreamBody {
+    body: Incoming,
+    lease: Option<Lease>,
+}
+
+impl std::fmt::Debug for Lease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lease")
+            .field("pool", &self.pool.addr)
+            .finish()
+    }
+}
+
+impl UpstreamBody {
+    fn release(&mut self) {
+        if let Some(lease) = self.lease.take() {
+            lease.pool.checkin(lease.sender);
         }
     }
 }
 
-fn caused_by_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cur = Some(e);
-    while let Some(err) = cur {
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            if io.kind() == std::io::ErrorKind::TimedOut {
-                return true;
-            }
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let frame = ready!(Pin::new(&mut self.body).poll_frame(cx));
+        match &frame {
+            None => self.release(),
+            Some(Ok(_)) if self.body.is_end_stream() => self.release(),
+            Some(Ok(_)) => {}
+            Some(Err(_)) => self.lease = None,
         }
-        cur = err.source();
+        Poll::Ready(frame)
     }
-    false
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl Drop for UpstreamBody {
+    fn drop(&mut self) {
+        // A body with nothing to read (HEAD, 204, 304, `Content-Length: 0`)
+        // may never be polled: its connection is still reusable.
+        if self.body.is_end_stream() {
+            self.release();
+        }
+    }
 }

@@ -6,12 +6,13 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
+
+use crate::upstream::UpstreamBody;
 
 #[derive(Debug)]
 pub enum ProxyBody {
     Full(Option<Bytes>),
-    Upstream(Incoming),
+    Upstream(UpstreamBody),
 }
 
 impl ProxyBody {

@@ -2,7 +2,7 @@
 //! `Host` in, the normalised path and the query as the target, HTTP/1.1.
 
 use http::header::{self, HeaderValue};
-use http::uri::{Authority, PathAndQuery, Scheme, Uri};
+use http::uri::{Authority, PathAndQuery, Uri};
 use http::{Request, Version};
 use hyper::body::Incoming;
 
@@ -14,6 +14,8 @@ pub struct Forward<'a> {
     pub route: &'a Route,
     pub target: &'a Target<'a>,
     pub conn: &'a ConnInfo,
+    /// The validated host the client asked for ([`client_host`]).
+    pub client_host: &'a HeaderValue,
     pub trusted_peer: bool,
     pub websocket: bool,
 }
@@ -21,7 +23,6 @@ pub struct Forward<'a> {
 impl Forward<'_> {
     pub fn build(&self, req: Request<Incoming>) -> Result<Request<Incoming>, ProxyError> {
         let (mut parts, body) = req.into_parts();
-        let client_host = client_host(&parts.uri, &parts.headers);
         let h = &mut parts.headers;
         headers::strip_hop_by_hop(h);
         // hyper re-derives framing from the body it decoded; a client's own
@@ -32,11 +33,11 @@ impl Forward<'_> {
             h,
             &self.conn.peer_header,
             self.trusted_peer,
-            client_host.as_ref(),
+            Some(self.client_host),
         );
-        let host = match (&client_host, self.route.preserve_host) {
-            (Some(host), true) => host.clone(),
-            _ => self.route.upstream_host.clone(),
+        let host = match self.route.preserve_host {
+            true => self.client_host.clone(),
+            false => self.route.upstream_host.clone(),
         };
         h.insert(header::HOST, host);
         if self.websocket {
@@ -48,18 +49,15 @@ impl Forward<'_> {
         Ok(Request::from_parts(parts, body))
     }
 
+    /// Origin-form (`/path?query`): the request goes to the upstream
+    /// connection as written here, and `Host` carries the authority.
     fn upstream_uri(&self) -> Result<Uri, ProxyError> {
         let pq = match self.target.query {
             Some(q) => PathAndQuery::try_from(format!("{}?{}", self.target.path, q)),
             None => PathAndQuery::try_from(self.target.path.as_ref()),
         }
         .map_err(|_| ProxyError::BadRequest("invalid request target"))?;
-        Uri::builder()
-            .scheme(Scheme::HTTP)
-            .authority(self.route.upstream.clone())
-            .path_and_query(pq)
-            .build()
-            .map_err(|_| ProxyError::BadRequest("invalid request target"))
+        Ok(Uri::from(pq))
     }
 }
 

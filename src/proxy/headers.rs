@@ -3,7 +3,7 @@
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1, plus the common non-standard ones).
-const HOP_BY_HOP: [HeaderName; 8] = [
+static HOP_BY_HOP: [HeaderName; 8] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -22,21 +22,35 @@ pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-h
 /// names (RFC 9110 §7.6.1). Call it before the proxy adds its own headers, so
 /// a `Connection` token can never remove one of those.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    if headers.contains_key(header::CONNECTION) {
-        let named: Vec<HeaderName> = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-            .collect();
-        for name in named {
-            headers.remove(name);
-        }
+    // One pass over the names present instead of a hashed removal per
+    // hop-by-hop name, and no allocation: a name named by `Connection` is
+    // found by comparing tokens with the names present (usually none is).
+    if !headers.keys().any(|n| HOP_BY_HOP.contains(n)) {
+        return;
     }
-    for name in &HOP_BY_HOP {
-        headers.remove(name);
+    // `Connection` itself goes last: it says what else must go.
+    while let Some(name) = headers
+        .keys()
+        .find(|&n| {
+            n != header::CONNECTION && (HOP_BY_HOP.contains(n) || named_by_connection(headers, n))
+        })
+        .cloned()
+    {
+        headers.remove(&name);
     }
+    headers.remove(header::CONNECTION);
+}
+
+/// True when a `Connection` field lists `name` as one of its tokens.
+fn named_by_connection(headers: &HeaderMap, name: &HeaderName) -> bool {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .any(|t| {
+            t.trim_ascii()
+                .eq_ignore_ascii_case(name.as_str().as_bytes())
+        })
 }
 
 /// True when a comma-separated header holds `token` (ASCII case-insensitive).

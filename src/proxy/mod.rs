@@ -104,15 +104,19 @@ pub async fn handle(
     };
     finish(shared, &state, &mut resp, &sess, version, body_pending);
     let handle = sess.handle();
-    telemetry::access(telemetry::AccessLine {
-        route: route_name(&access),
-        method: method.as_str(),
-        path: access.path.as_deref().unwrap_or_else(|| uri.path()),
-        status: resp.status(),
-        duration: started.elapsed(),
-        session: handle.as_deref(),
-        user: sess.user(),
-    });
+    let counters = &state.request_counters[access.route.unwrap_or(state.config.routes.len())];
+    telemetry::access(
+        telemetry::AccessLine {
+            route: route_name(&access),
+            method: method.as_str(),
+            path: access.path.as_deref().unwrap_or_else(|| uri.path()),
+            status: resp.status(),
+            duration: started.elapsed(),
+            session: handle.as_ref().map(|h| h.as_str()),
+            user: sess.user(),
+        },
+        counters,
+    );
     resp
 }
 
@@ -144,7 +148,12 @@ async fn serve<'u>(
     let manager = &shared.sessions;
     if path::prefix_matches("/.cloakroom", &path) {
         *sess = session::begin(manager, state, req.headers(), None).await?;
-        return crate::auth::serve(manager, state, &req, &path, query, host, sess).await;
+        // Boxed: the proxy's own pages are rare, and their future would
+        // otherwise enlarge every proxied request's.
+        return Box::pin(crate::auth::serve(
+            manager, state, &req, &path, query, host, sess,
+        ))
+        .await;
     }
     let route = state
         .routes
@@ -168,11 +177,9 @@ async fn serve<'u>(
         })?;
     }
     let now = now_ms();
-    if let Some(found) = sess
-        .live
-        .as_mut()
-        .filter(|_| !session::under_any(&cfg.session.passive_paths, &path))
-    {
+    if let Some(found) = sess.live.as_mut().filter(|f| {
+        f.touch_due(&cfg.session, now) && !session::under_any(&cfg.session.passive_paths, &path)
+    }) {
         manager
             .touch_if_due(found, &cfg.session, now)
             .await
@@ -203,12 +210,13 @@ async fn serve<'u>(
         route,
         target: &target,
         conn,
+        client_host: &host_value,
         trusted_peer,
         websocket,
     };
     let upstream_req = forward.build(req)?;
     let sent = Instant::now();
-    let resp = state.upstream.send(upstream_req).await;
+    let resp = state.upstream.send(route.index, upstream_req).await;
     state.upstream_timers[route.index].observe(sent.elapsed().as_secs_f64());
     let mut resp = resp?;
 
@@ -223,7 +231,9 @@ async fn serve<'u>(
         user_agent: user_agent.as_ref(),
         now,
     };
-    exchange.capture(sess, resp.headers_mut()).await?;
+    if exchange.has_effects(resp.headers()) {
+        exchange.capture(sess, resp.headers_mut()).await?;
+    }
     let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
     if switching {
         let client = client_upgrade.ok_or(ProxyError::UnexpectedUpgrade)?;

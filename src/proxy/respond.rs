@@ -2,14 +2,14 @@
 
 use http::header::{self, HeaderValue};
 use http::Response;
-use hyper::body::Incoming;
 
 use super::body::ProxyBody;
 use super::headers;
+use crate::upstream::UpstreamBody;
 
 /// Hop-by-hop headers out (framing is re-derived by hyper), the upgrade
 /// headers back in for a websocket `101`.
-pub fn rewrite(resp: Response<Incoming>, websocket_101: bool) -> Response<ProxyBody> {
+pub fn rewrite(resp: Response<UpstreamBody>, websocket_101: bool) -> Response<ProxyBody> {
     let (mut parts, body) = resp.into_parts();
     let h = &mut parts.headers;
     if h.contains_key(header::TRANSFER_ENCODING) {

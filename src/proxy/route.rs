@@ -55,9 +55,11 @@ impl RouteTable {
         } else {
             host
         };
-        let candidates = self
-            .exact
-            .get(host)
+        let exact = match self.exact.is_empty() {
+            true => None,
+            false => self.exact.get(host),
+        };
+        let candidates = exact
             .into_iter()
             .chain(
                 self.wildcard

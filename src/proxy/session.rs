@@ -49,7 +49,7 @@ impl SessionState {
     }
 
     /// The handle for logs, never the id.
-    pub fn handle(&self) -> Option<String> {
+    pub fn handle(&self) -> Option<crate::session::codec::Handle> {
         self.key().map(SessionKey::handle)
     }
 }
@@ -125,26 +125,35 @@ pub fn prepare_request(
     let jar = session
         .filter(|_| route.cookies == CookieMode::Jar)
         .and_then(|s| s.jar(&route.name));
-    let jar_cookies: Vec<_> = jar
-        .map(|j| j.matching(path, now).collect())
-        .unwrap_or_default();
     let name = cookie_name.as_bytes();
+    let jar_matches = || jar.into_iter().flat_map(move |j| j.matching(path, now));
     // Nothing to merge and no session cookie to remove: leave it as sent.
-    if jar_cookies.is_empty() && !cookie_pairs(headers).any(|(n, _)| n == name) {
+    if jar_matches().next().is_none() && !cookie_pairs(headers).any(|(n, _)| n == name) {
         return;
     }
-    let mut out = Vec::new();
-    for c in &jar_cookies {
+    // One allocation: the jar's cookies plus what the client sent is an
+    // upper bound of the merged header.
+    let sent: usize = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .map(|v| v.len() + 2)
+        .sum();
+    let jar_bytes: usize = jar_matches()
+        .map(|c| c.name.len() + c.value.len() + 3)
+        .sum();
+    let mut out = Vec::with_capacity(sent + jar_bytes);
+    for c in jar_matches() {
         push_pair(&mut out, c.name.as_bytes(), c.value.as_bytes());
     }
     for (n, v) in cookie_pairs(headers) {
-        if n != name && !jar_cookies.iter().any(|c| c.name.as_bytes() == n) {
+        if n != name && !jar_matches().any(|c| c.name.as_bytes() == n) {
             push_pair(&mut out, n, v);
         }
     }
     headers.remove(header::COOKIE);
     if !out.is_empty() {
-        if let Ok(v) = HeaderValue::from_bytes(&out) {
+        // Hands the buffer over without a copy; still validated.
+        if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(out)) {
             headers.insert(header::COOKIE, v);
         }
     }
@@ -181,6 +190,18 @@ pub struct Exchange<'a> {
 }
 
 impl Exchange<'_> {
+    /// Whether the response has anything for [`Exchange::capture`]: most
+    /// carry none of its headers, and one scan of the names present settles
+    /// it without hashing each or building the capture's future.
+    pub fn has_effects(&self, headers: &HeaderMap) -> bool {
+        let auth = &self.state.config.auth;
+        headers.keys().any(|n| {
+            n == header::SET_COOKIE
+                || n == auth.upstream_login_header
+                || n == auth.upstream_logout_header
+        })
+    }
+
     /// Applies the upstream response's session effects to `sess` and the
     /// response headers.
     pub async fn capture(

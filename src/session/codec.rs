@@ -56,8 +56,30 @@ pub struct SessionKey(pub [u8; 32]);
 
 impl SessionKey {
     /// The non-secret handle: the first 16 hex digits of the key.
-    pub fn handle(&self) -> String {
-        self.0[..8].iter().map(|b| format!("{b:02x}")).collect()
+    pub fn handle(&self) -> Handle {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut text = [0u8; 16];
+        for (i, b) in self.0[..8].iter().enumerate() {
+            text[2 * i] = HEX[usize::from(b >> 4)];
+            text[2 * i + 1] = HEX[usize::from(b & 0x0f)];
+        }
+        Handle(text)
+    }
+}
+
+/// A session's loggable handle, kept on the stack: 16 lower-case hex digits.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Handle([u8; 16]);
+
+impl Handle {
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("hex digits are ASCII")
+    }
+}
+
+impl fmt::Display for Handle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -288,14 +310,15 @@ mod tests {
     #[test]
     fn handle_is_16_hex_digits_of_sha256() {
         let id = SessionId([7u8; 32]);
-        let h = id.key().handle();
+        let handle = id.key().handle();
+        let h = handle.as_str();
         assert_eq!(h.len(), 16);
         let full: String = digest::digest(&digest::SHA256, &[7u8; 32])
             .as_ref()
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
-        assert!(full.starts_with(&h));
+        assert!(full.starts_with(h));
     }
 
     #[test]

@@ -26,6 +26,13 @@ pub struct Found {
     pub resign: Option<SessionId>,
 }
 
+impl Found {
+    /// Whether `touch_interval` has passed since the session was last seen.
+    pub fn touch_due(&self, cfg: &SessionConfig, now: u64) -> bool {
+        now.saturating_sub(self.session.last_seen) >= cfg.touch_interval.as_millis() as u64
+    }
+}
+
 /// The outcome of looking at a request's session cookies.
 #[derive(Debug)]
 pub enum Lookup {
@@ -140,7 +147,7 @@ impl Manager {
         cfg: &SessionConfig,
         now: u64,
     ) -> Result<(), StoreError> {
-        if now.saturating_sub(found.session.last_seen) < cfg.touch_interval.as_millis() as u64 {
+        if !found.touch_due(cfg, now) {
             return Ok(());
         }
         // Copies the session once per touch_interval, not per request.

@@ -89,15 +89,13 @@ impl Store {
 
 /// Runs one backend call, timing it and counting its errors.
 macro_rules! dispatch {
-    ($self:ident, $op:literal, $s:ident => $e:expr) => {{
+    ($self:ident, $op:ident, $s:ident => $e:expr) => {{
         let started = std::time::Instant::now();
         let r = match $self {
             Store::Memory($s) => $e,
         };
         let m = crate::metrics::get();
-        m.store_duration
-            .with_label_values(&[$op])
-            .observe(started.elapsed().as_secs_f64());
+        m.store_ops.$op.observe(started.elapsed().as_secs_f64());
         if matches!(r, Err(StoreError::Unavailable(_))) {
             m.store_errors.inc();
         }
@@ -107,13 +105,13 @@ macro_rules! dispatch {
 
 impl SessionStore for Store {
     async fn load(&self, key: &SessionKey) -> Result<Option<Arc<Session>>, StoreError> {
-        dispatch!(self, "load", s => s.load(key).await)
+        dispatch!(self, load, s => s.load(key).await)
     }
     async fn create(&self, key: &SessionKey, session: &Arc<Session>) -> Result<(), StoreError> {
-        dispatch!(self, "create", s => s.create(key, session).await)
+        dispatch!(self, create, s => s.create(key, session).await)
     }
     async fn update(&self, key: &SessionKey, session: &Arc<Session>) -> Result<bool, StoreError> {
-        dispatch!(self, "update", s => s.update(key, session).await)
+        dispatch!(self, update, s => s.update(key, session).await)
     }
     async fn touch(
         &self,
@@ -121,7 +119,7 @@ impl SessionStore for Store {
         last_seen: u64,
         expires_at: u64,
     ) -> Result<bool, StoreError> {
-        dispatch!(self, "touch", s => s.touch(key, last_seen, expires_at).await)
+        dispatch!(self, touch, s => s.touch(key, last_seen, expires_at).await)
     }
     async fn rotate(
         &self,
@@ -129,15 +127,15 @@ impl SessionStore for Store {
         new: &SessionKey,
         session: &Arc<Session>,
     ) -> Result<(), StoreError> {
-        dispatch!(self, "rotate", s => s.rotate(old, new, session).await)
+        dispatch!(self, rotate, s => s.rotate(old, new, session).await)
     }
     async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {
-        dispatch!(self, "delete", s => s.delete(key).await)
+        dispatch!(self, delete, s => s.delete(key).await)
     }
     async fn purge(&self, now: u64) -> Result<usize, StoreError> {
-        dispatch!(self, "purge", s => s.purge(now).await)
+        dispatch!(self, purge, s => s.purge(now).await)
     }
     async fn count(&self) -> Result<usize, StoreError> {
-        dispatch!(self, "count", s => s.count().await)
+        dispatch!(self, count, s => s.count().await)
     }
 }

@@ -1,0 +1,198 @@
+//! The upstream connection pool (src/upstream.rs) against a raw TCP
+//! upstream whose connection behaviour each test chooses: connections are
+//! reused, one that the upstream closed is never used again, and one whose
+//! response body was not read to the end is never handed a second request.
+
+mod support;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::StatusCode;
+use http_body_util::BodyExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+use support::*;
+
+/// What the raw upstream does after each response on a connection.
+#[derive(Clone, Copy)]
+enum After {
+    /// Keep the connection open for the next request.
+    KeepOpen,
+    /// Close the socket at once, without saying so in the response.
+    Close,
+    /// Keep it open for a moment, then close it while it sits idle.
+    CloseSoon,
+}
+
+/// A size the `/big` answer has: far more than socket buffers hold.
+const BIG: usize = 8 << 20;
+
+struct RawUpstream {
+    addr: std::net::SocketAddr,
+    accepted: Arc<AtomicUsize>,
+    _task: JoinHandle<()>,
+}
+
+impl RawUpstream {
+    /// Answers `GET /big` with `BIG` bytes and anything else with its own
+    /// path as the body, always `HTTP/1.1` keep-alive framing.
+    async fn start(after: After) -> RawUpstream {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((tcp, _)) = l.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(serve(tcp, after));
+            }
+        });
+        RawUpstream {
+            addr,
+            accepted,
+            _task: task,
+        }
+    }
+
+    fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+
+    async fn proxy(&self) -> TestProxy {
+        TestProxy::start(&ProxyConfig::new().route(&format!("http://{}", self.addr), "")).await
+    }
+}
+
+async fn serve(mut tcp: TcpStream, after: After) {
+    let mut buf = Vec::new();
+    loop {
+        // One request head (the tests send no bodies), bounded.
+        let head_end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            let mut chunk = [0u8; 4096];
+            match tcp.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+            if buf.len() > 64 * 1024 {
+                return;
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+        buf.drain(..head_end);
+        let path = head.split(' ').nth(1).unwrap_or("/").to_owned();
+        let body = match path.as_str() {
+            "/big" => vec![b'x'; BIG],
+            p => p.as_bytes().to_vec(),
+        };
+        let response = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        );
+        if tcp.write_all(response.as_bytes()).await.is_err() || tcp.write_all(&body).await.is_err()
+        {
+            return;
+        }
+        match after {
+            After::KeepOpen => {}
+            After::Close => return,
+            After::CloseSoon => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                return;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_alive_connections_are_reused() {
+    let up = RawUpstream::start(After::KeepOpen).await;
+    let proxy = up.proxy().await;
+    let mut h1 = proxy.h1().await;
+    for i in 0..20 {
+        let path = format!("/n{i}");
+        let r = send1(&mut h1, get("localhost", &path).body(empty()).unwrap()).await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(r.text(), path);
+    }
+    assert_eq!(
+        up.accepted(),
+        1,
+        "20 sequential requests should share one upstream connection"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_closed_right_after_a_response_is_not_reused() {
+    // The upstream closes without `Connection: close`: the proxy may still
+    // hold the connection as idle when the next request comes, which must
+    // then go out on a new one (at worst after one unsent attempt).
+    let up = RawUpstream::start(After::Close).await;
+    let proxy = up.proxy().await;
+    let mut h1 = proxy.h1().await;
+    for i in 0..20 {
+        let path = format!("/c{i}");
+        let r = send1(&mut h1, get("localhost", &path).body(empty()).unwrap()).await;
+        assert_eq!(r.status, StatusCode::OK, "request {i}: {}", r.text());
+        assert_eq!(r.text(), path);
+    }
+    assert_eq!(up.accepted(), 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_closed_while_idle_is_not_reused() {
+    let up = RawUpstream::start(After::CloseSoon).await;
+    let proxy = up.proxy().await;
+    let mut h1 = proxy.h1().await;
+    for i in 0..5 {
+        let path = format!("/i{i}");
+        let r = send1(&mut h1, get("localhost", &path).body(empty()).unwrap()).await;
+        assert_eq!(r.status, StatusCode::OK, "request {i}: {}", r.text());
+        assert_eq!(r.text(), path);
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    assert_eq!(up.accepted(), 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_with_an_unread_body_is_not_reused() {
+    let up = RawUpstream::start(After::KeepOpen).await;
+    let proxy = up.proxy().await;
+    {
+        // Read the head of the big answer only, then hang up.
+        let mut h1 = proxy.h1().await;
+        h1.ready().await.unwrap();
+        let resp = within(
+            10,
+            "big response head",
+            h1.send_request(get("localhost", "/big").body(empty()).unwrap()),
+        )
+        .await
+        .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let mut body = resp.into_body();
+        let first = within(10, "first chunk", body.frame()).await;
+        assert!(first.is_some());
+    }
+    // The next requests must get their own answers, never the rest of /big.
+    for i in 0..5 {
+        let path = format!("/after{i}");
+        let r = send1(
+            &mut proxy.h1().await,
+            get("localhost", &path).body(empty()).unwrap(),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(r.text(), path);
+    }
+    assert!(
+        up.accepted() >= 2,
+        "the half-read connection must not carry the next request"
+    );
+}
