@@ -55,12 +55,21 @@ fn named_by_connection(headers: &HeaderMap, name: &HeaderName) -> bool {
 
 /// True when a comma-separated header holds `token` (ASCII case-insensitive).
 pub fn has_token(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool {
+    has_any_token(headers, name, &[token])
+}
+
+/// True when a comma-separated header holds any of `tokens` (ASCII
+/// case-insensitive), in one pass over its fields.
+pub fn has_any_token(headers: &HeaderMap, name: &HeaderName, tokens: &[&str]) -> bool {
     headers
         .get_all(name)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case(token))
+        .any(|t| {
+            let t = t.trim();
+            tokens.iter().any(|want| t.eq_ignore_ascii_case(want))
+        })
 }
 
 /// Sets `X-Forwarded-For/-Proto/-Host` (SPEC §9.2). From a trusted peer the

@@ -279,9 +279,7 @@ fn finish(
         (None, false) => None,
     };
     if sess.carried {
-        if !headers::has_token(h, &header::VARY, "cookie")
-            && !headers::has_token(h, &header::VARY, "*")
-        {
+        if !headers::has_any_token(h, &header::VARY, &["cookie", "*"]) {
             h.append(header::VARY, HeaderValue::from_static("Cookie"));
         }
         if !h.contains_key(header::CACHE_CONTROL) {

@@ -102,12 +102,29 @@ pub fn cookie_pairs(headers: &HeaderMap) -> impl Iterator<Item = (&[u8], &[u8])>
     headers
         .get_all(header::COOKIE)
         .iter()
-        .flat_map(|v| v.as_bytes().split(|&b| b == b';'))
-        .map(|pair| match pair.iter().position(|&b| b == b'=') {
+        .flat_map(|v| Pairs(Some(v.as_bytes())))
+        .filter(|(n, v)| !(n.is_empty() && v.is_empty()))
+}
+
+/// The `;`-separated pairs of one `Cookie` field, split with `memchr` (this
+/// runs on every request, twice when a session is carried).
+struct Pairs<'a>(Option<&'a [u8]>);
+
+impl<'a> Iterator for Pairs<'a> {
+    type Item = (&'a [u8], &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let rest = self.0?;
+        let (pair, tail) = match memchr::memchr(b';', rest) {
+            Some(i) => (&rest[..i], Some(&rest[i + 1..])),
+            None => (rest, None),
+        };
+        self.0 = tail;
+        Some(match memchr::memchr(b'=', pair) {
             Some(i) => (pair[..i].trim_ascii(), pair[i + 1..].trim_ascii()),
             None => (&pair[..0], pair.trim_ascii()),
         })
-        .filter(|(n, v)| !(n.is_empty() && v.is_empty()))
+    }
 }
 
 /// Rewrites the `Cookie` header for the upstream: the session cookie out,
@@ -126,6 +143,15 @@ pub fn prepare_request(
         .filter(|_| route.cookies == CookieMode::Jar)
         .and_then(|s| s.jar(&route.name));
     let name = cookie_name.as_bytes();
+    // The usual request: the browser sent only the session cookie, and the
+    // jar's cookies all apply: its joined value goes as it is.
+    if let Some(joined) = jar
+        .filter(|_| cookie_pairs(headers).all(|(n, _)| n == name))
+        .and_then(|j| j.joined_if_all_match(path, now))
+    {
+        headers.insert(header::COOKIE, joined);
+        return;
+    }
     let jar_matches = || jar.into_iter().flat_map(move |j| j.matching(path, now));
     // Nothing to merge and no session cookie to remove: leave it as sent.
     if jar_matches().next().is_none() && !cookie_pairs(headers).any(|(n, _)| n == name) {

@@ -8,8 +8,8 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -159,7 +159,12 @@ where
 }
 
 /// Runs a connection until it ends, shuts it down gracefully when `stop`
-/// turns true, and drops it when idle for `idle`.
+/// turns true, and drops it once it has been idle for `idle`.
+///
+/// Idleness is sampled, not timed per byte: the IO wrapper only raises a
+/// flag when bytes move (no clock read on the hot path), and a watchdog
+/// looks every quarter of `idle`. A connection is closed between `idle` and
+/// `idle` plus one quarter after its last activity.
 pub(super) async fn drive<C: Graceful>(
     conn: C,
     activity: &Activity,
@@ -167,26 +172,32 @@ pub(super) async fn drive<C: Graceful>(
     mut stop: watch::Receiver<bool>,
 ) {
     tokio::pin!(conn);
-    let mut stopping = false;
+    let period = (idle / 4).max(Duration::from_millis(50));
+    // Already stopping when the connection came in: `changed` would not say.
+    let mut stopping = *stop.borrow_and_update();
+    if stopping {
+        conn.as_mut().graceful();
+    }
+    let mut quiet_since = Instant::now();
     loop {
-        let mut deadline = activity.last() + idle;
-        if activity.in_flight() > 0 {
-            // A request outliving `idle` is not idle: look again later
-            // instead of waking at once (a past deadline spun a core).
-            deadline = deadline.max(Instant::now() + idle);
-        }
-        let deadline = tokio::time::Instant::from_std(deadline);
         tokio::select! {
             r = conn.as_mut() => {
                 let _ = r;
                 return;
             }
-            _ = stop.wait_for(|s| *s), if !stopping => {
-                stopping = true;
-                conn.as_mut().graceful();
+            // A closed sender counts as a stop, as `wait_for` reports it.
+            changed = stop.changed(), if !stopping => {
+                if changed.is_err() || *stop.borrow() {
+                    stopping = true;
+                    conn.as_mut().graceful();
+                }
             }
-            _ = tokio::time::sleep_until(deadline) => {
-                if activity.in_flight() == 0 && activity.last().elapsed() >= idle {
+            _ = tokio::time::sleep(period) => {
+                let now = Instant::now();
+                // A request in flight is not idle, however quiet it is.
+                if activity.take_moved() || activity.in_flight() > 0 {
+                    quiet_since = now;
+                } else if now.duration_since(quiet_since) >= idle {
                     tracing::debug!("closing idle client connection");
                     return;
                 }
@@ -195,37 +206,24 @@ pub(super) async fn drive<C: Graceful>(
     }
 }
 
-fn epoch() -> Instant {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    *EPOCH.get_or_init(Instant::now)
-}
-
-/// Last time bytes moved, and how many requests are being served.
-#[derive(Debug)]
+/// Whether bytes moved since the watchdog last looked, and how many
+/// requests are being served.
+#[derive(Debug, Default)]
 pub(super) struct Activity {
-    last_ms: AtomicU64,
+    moved: AtomicBool,
     in_flight: AtomicUsize,
-}
-
-impl Default for Activity {
-    fn default() -> Self {
-        let a = Activity {
-            last_ms: AtomicU64::new(0),
-            in_flight: AtomicUsize::new(0),
-        };
-        a.touch();
-        a
-    }
 }
 
 impl Activity {
     fn touch(&self) {
-        self.last_ms
-            .store(epoch().elapsed().as_millis() as u64, Ordering::Relaxed);
+        // Read first: the common case (already set) writes nothing.
+        if !self.moved.load(Ordering::Relaxed) {
+            self.moved.store(true, Ordering::Relaxed);
+        }
     }
 
-    fn last(&self) -> Instant {
-        epoch() + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
+    fn take_moved(&self) -> bool {
+        self.moved.swap(false, Ordering::Relaxed)
     }
 
     fn in_flight(&self) -> usize {

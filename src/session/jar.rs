@@ -2,6 +2,9 @@
 //! RFC 6265 storage semantics: keyed by (name, path), default-path for a
 //! missing `Path`, deletion by `Max-Age<=0` or a past `Expires`.
 
+use std::sync::OnceLock;
+
+use http::HeaderValue;
 use serde::{Deserialize, Serialize};
 
 use super::setcookie::SetCookie;
@@ -21,10 +24,27 @@ impl JarCookie {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Jar {
     cookies: Vec<JarCookie>,
+    /// Every cookie joined into one `Cookie` value, in send order: made on
+    /// the first request after a change and shared by every request after
+    /// it (the session is behind an `Arc`), so the usual request — all
+    /// cookies match, the browser sends only the session cookie — copies
+    /// nothing. Reset by every change; `None` inside when the joined text
+    /// is not a valid header value.
+    #[serde(skip)]
+    joined: OnceLock<Option<HeaderValue>>,
 }
+
+/// Equal when the cookies are; the cache follows from them.
+impl PartialEq for Jar {
+    fn eq(&self, other: &Self) -> bool {
+        self.cookies == other.cookies
+    }
+}
+
+impl Eq for Jar {}
 
 /// What storing one `Set-Cookie` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +88,7 @@ impl Jar {
         now_ms: u64,
         max_bytes: usize,
     ) -> Stored {
+        self.joined = OnceLock::new();
         self.prune(now_ms);
         let path = sc
             .path
@@ -114,10 +135,40 @@ impl Jar {
 
     /// Drops expired entries; true when any went.
     pub fn prune(&mut self, now_ms: u64) -> bool {
+        self.joined = OnceLock::new();
         let before = self.cookies.len();
         self.cookies
             .retain(|c| c.expires.is_none_or(|t| t > now_ms));
         before != self.cookies.len()
+    }
+
+    /// The whole jar as one `Cookie` value, when every cookie is live and
+    /// matches `request_path` (always so for `Path=/` cookies); `None` means
+    /// use [`Jar::matching`].
+    pub fn joined_if_all_match(&self, request_path: &str, now_ms: u64) -> Option<HeaderValue> {
+        let all = !self.cookies.is_empty()
+            && self.cookies.iter().all(|c| {
+                c.expires.is_none_or(|t| t > now_ms) && path_matches(&c.path, request_path)
+            });
+        if !all {
+            return None;
+        }
+        self.joined
+            .get_or_init(|| {
+                let mut text = Vec::with_capacity(self.cookies.iter().map(|c| c.bytes() + 3).sum());
+                for c in &self.cookies {
+                    if !text.is_empty() {
+                        text.extend_from_slice(b"; ");
+                    }
+                    if !c.name.is_empty() {
+                        text.extend_from_slice(c.name.as_bytes());
+                        text.push(b'=');
+                    }
+                    text.extend_from_slice(c.value.as_bytes());
+                }
+                HeaderValue::from_maybe_shared(bytes::Bytes::from(text)).ok()
+            })
+            .clone()
     }
 
     /// Live cookies whose path matches, longer paths first, then in the
@@ -177,6 +228,38 @@ mod tests {
         put(&mut jar, "x=1", "/docs/page", 0);
         assert_eq!(sent(&jar, "/docs/other", 0), ["x=1"]);
         assert!(sent(&jar, "/", 0).is_empty());
+    }
+
+    #[test]
+    fn joined_value_matches_the_cookies_sent_and_follows_changes() {
+        let joined = |jar: &Jar, path: &str, now: u64| {
+            jar.joined_if_all_match(path, now)
+                .map(|v| v.to_str().unwrap().to_owned())
+        };
+        let mut jar = Jar::default();
+        assert_eq!(
+            joined(&jar, "/", 0),
+            None,
+            "an empty jar has nothing to join"
+        );
+        put(&mut jar, "a=1; Path=/", "/", 0);
+        put(&mut jar, "b=2; Path=/app", "/", 0);
+        assert_eq!(joined(&jar, "/app/x", 0).as_deref(), Some("b=2; a=1"));
+        assert_eq!(sent(&jar, "/app/x", 0).join("; "), "b=2; a=1");
+        assert_eq!(joined(&jar, "/other", 0), None, "b does not apply there");
+        // A change after the value was made is seen by the next request.
+        put(&mut jar, "a=9; Path=/", "/", 0);
+        assert_eq!(joined(&jar, "/app/x", 0).as_deref(), Some("b=2; a=9"));
+        let copy = jar.clone();
+        put(&mut jar, "c=3; Path=/; Max-Age=10", "/", 1_000);
+        assert_eq!(
+            joined(&jar, "/app", 1_000).as_deref(),
+            Some("b=2; a=9; c=3")
+        );
+        assert_eq!(joined(&copy, "/app", 1_000).as_deref(), Some("b=2; a=9"));
+        // An expired cookie is left out, so the whole value cannot be used.
+        assert_eq!(joined(&jar, "/app", 11_000), None);
+        assert_eq!(sent(&jar, "/app", 11_000), ["b=2", "a=9"]);
     }
 
     #[test]
