@@ -2,7 +2,7 @@
 //! `Host` in, the normalised path and the query as the target, HTTP/1.1.
 
 use http::header::{self, HeaderValue};
-use http::uri::{Authority, PathAndQuery, Uri};
+use http::uri::{PathAndQuery, Uri};
 use http::{Request, Version};
 use hyper::body::Incoming;
 
@@ -77,11 +77,83 @@ pub fn client_host(uri: &Uri, headers: &http::HeaderMap) -> Option<HeaderValue> 
             first.clone()
         }
     };
-    let authority: Authority = value.to_str().ok()?.parse().ok()?;
-    let text = authority.as_str();
-    let port = text[text.rfind(']').unwrap_or(0)..]
-        .split_once(':')
-        .map(|(_, p)| p);
-    let port_ok = !matches!(port, Some(p) if !p.is_empty() && p.parse::<u16>().is_err());
-    (!text.contains('@') && port_ok).then_some(value)
+    host_and_port(value.as_bytes()).then_some(value)
+}
+
+/// RFC 3986 `host [ ":" port ]`: a non-empty reg-name (unreserved,
+/// sub-delims and `%`) or a bracketed IPv6 literal, then an optional port of
+/// at most 65535 (an empty port is allowed, as RFC 3986 does). No userinfo.
+/// Checked byte by byte, without building an `Authority`.
+fn host_and_port(b: &[u8]) -> bool {
+    let (host_ok, rest) = if b.first() == Some(&b'[') {
+        match memchr::memchr(b']', b) {
+            Some(end) => (
+                end > 1
+                    && b[1..end]
+                        .iter()
+                        .all(|c| c.is_ascii_hexdigit() || matches!(c, b':' | b'.')),
+                &b[end + 1..],
+            ),
+            None => return false,
+        }
+    } else {
+        let end = memchr::memchr(b':', b).unwrap_or(b.len());
+        let reg_name = |c: &u8| c.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%".contains(c);
+        (end > 0 && b[..end].iter().all(reg_name), &b[end..])
+    };
+    let port_ok = match rest {
+        [] | [b':'] => true,
+        [b':', digits @ ..] => {
+            digits.len() <= 5
+                && digits.iter().all(u8::is_ascii_digit)
+                && digits
+                    .iter()
+                    .fold(0u32, |n, d| n * 10 + u32::from(d - b'0'))
+                    <= 65535
+        }
+        _ => false,
+    };
+    host_ok && port_ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_and_port;
+
+    #[test]
+    fn host_and_port_follows_rfc_3986() {
+        for good in [
+            "localhost",
+            "app.example.com",
+            "app.example.com:8443",
+            "127.0.0.1:443",
+            "[::1]",
+            "[::1]:8443",
+            "[2001:db8::1]:",
+            "host:",
+            "a_b-c~d%41",
+            "host:65535",
+        ] {
+            assert!(host_and_port(good.as_bytes()), "{good}");
+        }
+        for bad in [
+            "",
+            ":80",
+            "user@host",
+            "host:port",
+            "host:65536",
+            "host:123456",
+            "host:80:80",
+            "[::1",
+            "[]",
+            "[::1]x",
+            "[::1]:x",
+            "exa mple",
+            "host/path",
+            "host?",
+            "h\u{e9}te",
+        ] {
+            assert!(!host_and_port(bad.as_bytes()), "{bad}");
+        }
+    }
 }

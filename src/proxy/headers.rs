@@ -25,20 +25,27 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // One pass over the names present instead of a hashed removal per
     // hop-by-hop name, and no allocation: a name named by `Connection` is
     // found by comparing tokens with the names present (usually none is).
-    if !headers.keys().any(|n| HOP_BY_HOP.contains(n)) {
+    if !headers.keys().any(is_hop_by_hop) {
         return;
     }
     // `Connection` itself goes last: it says what else must go.
     while let Some(name) = headers
         .keys()
-        .find(|&n| {
-            n != header::CONNECTION && (HOP_BY_HOP.contains(n) || named_by_connection(headers, n))
-        })
+        .find(|&n| n != header::CONNECTION && (is_hop_by_hop(n) || named_by_connection(headers, n)))
         .cloned()
     {
         headers.remove(&name);
     }
     headers.remove(header::CONNECTION);
+}
+
+/// Lengths of the `HOP_BY_HOP` names, as bits: most names are ruled out by
+/// their length before any comparison.
+const HOP_BY_HOP_LENGTHS: u32 = 1 << 2 | 1 << 7 | 1 << 10 | 1 << 16 | 1 << 17 | 1 << 19;
+
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    let len = name.as_str().len();
+    len < 32 && HOP_BY_HOP_LENGTHS & (1 << len) != 0 && HOP_BY_HOP.contains(name)
 }
 
 /// True when a `Connection` field lists `name` as one of its tokens.
@@ -82,7 +89,11 @@ pub fn set_forwarded(
     host: Option<&HeaderValue>,
 ) {
     let peer_text = peer.as_bytes();
-    let xff = match headers.get(&X_FORWARDED_FOR).filter(|_| trusted) {
+    let prev = match trusted {
+        true => headers.get(&X_FORWARDED_FOR),
+        false => None,
+    };
+    let xff = match prev {
         Some(prev) if !prev.is_empty() => {
             let mut v = Vec::with_capacity(prev.len() + 2 + peer_text.len());
             // Several XFF fields are one list: join them in order.
