@@ -222,8 +222,35 @@ fn parts(c: &mut Criterion, f: &Fixture) {
             BatchSize::SmallInput,
         )
     });
-    let mut merged = f.request.clone();
+    // The usual browser request: only the session cookie, so the jar's
+    // joined value (made once per jar change) goes as it is.
     let cookie_name = &f.state.config.session.cookie_name;
+    let mut only_session = f.request.clone();
+    let own = only_session[header::COOKIE]
+        .to_str()
+        .unwrap()
+        .split("; ")
+        .find(|pair| pair.starts_with(&format!("{cookie_name}=")))
+        .unwrap()
+        .to_owned();
+    only_session.insert(header::COOKIE, own.parse().unwrap());
+    g.bench_function("jar_merge_session_cookie_only", |b| {
+        b.iter_batched_ref(
+            || only_session.clone(),
+            |headers| {
+                prepare_request(
+                    headers,
+                    cookie_name,
+                    f.route(),
+                    Some(&session),
+                    black_box(PATH),
+                    now,
+                )
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    let mut merged = f.request.clone();
     prepare_request(
         &mut merged,
         cookie_name,
