@@ -110,19 +110,27 @@ async fn serve(mut tcp: TcpStream, after: After) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn keep_alive_connections_are_reused() {
-    let up = RawUpstream::start(After::KeepOpen).await;
+/// Sends `n` requests one after another on one client connection, `gap`
+/// apart, each of which must come back with its own path as the body.
+/// Returns how many upstream connections the proxy opened meanwhile.
+async fn sequential(after: After, n: usize, gap: Duration) -> usize {
+    let up = RawUpstream::start(after).await;
     let proxy = up.proxy().await;
     let mut h1 = proxy.h1().await;
-    for i in 0..20 {
-        let path = format!("/n{i}");
+    for i in 0..n {
+        let path = format!("/r{i}");
         let r = send1(&mut h1, get("localhost", &path).body(empty()).unwrap()).await;
-        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(r.status, StatusCode::OK, "request {i}: {}", r.text());
         assert_eq!(r.text(), path);
+        tokio::time::sleep(gap).await;
     }
+    up.accepted()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_alive_connections_are_reused() {
     assert_eq!(
-        up.accepted(),
+        sequential(After::KeepOpen, 20, Duration::ZERO).await,
         1,
         "20 sequential requests should share one upstream connection"
     );
@@ -133,31 +141,15 @@ async fn connection_closed_right_after_a_response_is_not_reused() {
     // The upstream closes without `Connection: close`: the proxy may still
     // hold the connection as idle when the next request comes, which must
     // then go out on a new one (at worst after one unsent attempt).
-    let up = RawUpstream::start(After::Close).await;
-    let proxy = up.proxy().await;
-    let mut h1 = proxy.h1().await;
-    for i in 0..20 {
-        let path = format!("/c{i}");
-        let r = send1(&mut h1, get("localhost", &path).body(empty()).unwrap()).await;
-        assert_eq!(r.status, StatusCode::OK, "request {i}: {}", r.text());
-        assert_eq!(r.text(), path);
-    }
-    assert_eq!(up.accepted(), 20);
+    assert_eq!(sequential(After::Close, 20, Duration::ZERO).await, 20);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_closed_while_idle_is_not_reused() {
-    let up = RawUpstream::start(After::CloseSoon).await;
-    let proxy = up.proxy().await;
-    let mut h1 = proxy.h1().await;
-    for i in 0..5 {
-        let path = format!("/i{i}");
-        let r = send1(&mut h1, get("localhost", &path).body(empty()).unwrap()).await;
-        assert_eq!(r.status, StatusCode::OK, "request {i}: {}", r.text());
-        assert_eq!(r.text(), path);
-        tokio::time::sleep(Duration::from_millis(150)).await;
-    }
-    assert_eq!(up.accepted(), 5);
+    assert_eq!(
+        sequential(After::CloseSoon, 5, Duration::from_millis(150)).await,
+        5
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
