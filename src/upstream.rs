@@ -108,11 +108,13 @@ impl Upstream {
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
         let mut retried = false;
         loop {
-            let (mut sender, reused) = match pool.checkout() {
-                Some(s) if !retried => (s, true),
+            // A retry goes to a new connection: the pool just failed us.
+            let pooled = if retried { None } else { pool.checkout() };
+            let (mut sender, reused) = match pooled {
+                Some(s) => (s, true),
                 // Boxed: connecting is rare on a warm pool, and its future
                 // would otherwise grow every request's state.
-                _ => (Box::pin(self.connect(pool)).await?, false),
+                None => (Box::pin(self.connect(pool)).await?, false),
             };
             match sender.try_send_request(req).await {
                 Ok(resp) => {
