@@ -4,7 +4,7 @@
 use http::header::{self, HeaderMap};
 use http::{HeaderValue, Method};
 
-use super::path::prefix_matches;
+use super::path::under_any;
 use super::ProxyError;
 use crate::config::{Csrf, CsrfMode, Route, RouteAuth};
 
@@ -18,13 +18,7 @@ pub fn require_identity(
     path: &str,
     query: Option<&str>,
 ) -> Result<(), ProxyError> {
-    if route.auth != RouteAuth::Required
-        || has_identity
-        || route
-            .public_paths
-            .iter()
-            .any(|p| prefix_matches(p.trim_end_matches('/'), path))
-    {
+    if route.auth != RouteAuth::Required || has_identity || under_any(&route.public_paths, path) {
         return Ok(());
     }
     if is_navigation(method, headers) {

@@ -22,42 +22,54 @@ pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-h
 /// names (RFC 9110 §7.6.1). Call it before the proxy adds its own headers, so
 /// a `Connection` token can never remove one of those.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // One pass over the names present instead of a hashed removal per
-    // hop-by-hop name, and no allocation: a name named by `Connection` is
-    // found by comparing tokens with the names present (usually none is).
-    if !headers.keys().any(is_hop_by_hop) {
+    // One pass over the names present says which hop-by-hop headers are
+    // there; usually none is, and nothing else happens.
+    let mut present = 0u8;
+    for name in headers.keys() {
+        if let Some(i) = hop_by_hop_index(name) {
+            present |= 1 << i;
+        }
+    }
+    if present == 0 {
         return;
     }
-    // `Connection` itself goes last: it says what else must go.
-    while let Some(name) = headers
-        .keys()
-        .find(|&n| n != header::CONNECTION && (is_hop_by_hop(n) || named_by_connection(headers, n)))
-        .cloned()
-    {
-        headers.remove(&name);
+    // Headers a `Connection` token names, gathered first (the tokens borrow
+    // the map) and removed once each: linear in what the peer sent. Tokens
+    // naming a hop-by-hop header need no name of their own.
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| {
+            !t.is_empty()
+                && !HOP_BY_HOP
+                    .iter()
+                    .any(|h| t.eq_ignore_ascii_case(h.as_str().as_bytes()))
+        })
+        .filter_map(|t| HeaderName::from_bytes(t).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
     }
-    headers.remove(header::CONNECTION);
+    for (i, name) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << i) != 0 {
+            headers.remove(name);
+        }
+    }
 }
 
 /// Lengths of the `HOP_BY_HOP` names, as bits: most names are ruled out by
 /// their length before any comparison.
 const HOP_BY_HOP_LENGTHS: u32 = 1 << 2 | 1 << 7 | 1 << 10 | 1 << 16 | 1 << 17 | 1 << 19;
 
-fn is_hop_by_hop(name: &HeaderName) -> bool {
+/// Where `name` is in `HOP_BY_HOP`, if it is there.
+fn hop_by_hop_index(name: &HeaderName) -> Option<usize> {
     let len = name.as_str().len();
-    len < 32 && HOP_BY_HOP_LENGTHS & (1 << len) != 0 && HOP_BY_HOP.contains(name)
-}
-
-/// True when a `Connection` field lists `name` as one of its tokens.
-fn named_by_connection(headers: &HeaderMap, name: &HeaderName) -> bool {
-    headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-        .any(|t| {
-            t.trim_ascii()
-                .eq_ignore_ascii_case(name.as_str().as_bytes())
-        })
+    if len >= 32 || HOP_BY_HOP_LENGTHS & (1 << len) == 0 {
+        return None;
+    }
+    HOP_BY_HOP.iter().position(|h| h == name)
 }
 
 /// True when a comma-separated header holds `token` (ASCII case-insensitive).
@@ -162,6 +174,35 @@ mod tests {
             );
         }
         m
+    }
+
+    #[test]
+    fn hop_by_hop_length_filter_covers_every_name() {
+        for name in &HOP_BY_HOP {
+            assert_ne!(HOP_BY_HOP_LENGTHS & (1 << name.as_str().len()), 0, "{name}");
+        }
+    }
+
+    #[test]
+    fn every_header_many_connection_tokens_name_goes() {
+        // A peer's whole header block spent on `Connection` tokens and the
+        // headers they name: all of them go (each is looked up once).
+        let mut h = HeaderMap::new();
+        let tokens: Vec<String> = (0..2000).map(|i| format!("x-{i}")).collect();
+        for t in &tokens {
+            h.append(
+                HeaderName::from_bytes(t.as_bytes()).unwrap(),
+                HeaderValue::from_static("1"),
+            );
+        }
+        h.append(
+            header::CONNECTION,
+            HeaderValue::from_str(&tokens.join(",")).unwrap(),
+        );
+        h.append("x-keep", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-keep"));
     }
 
     #[test]

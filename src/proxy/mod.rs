@@ -178,7 +178,7 @@ async fn serve<'u>(
     }
     let now = now_ms();
     if let Some(found) = sess.live.as_mut().filter(|f| {
-        f.touch_due(&cfg.session, now) && !session::under_any(&cfg.session.passive_paths, &path)
+        f.touch_due(&cfg.session, now) && !path::under_any(&cfg.session.passive_paths, &path)
     }) {
         manager
             .touch_if_due(found, &cfg.session, now)

@@ -67,6 +67,14 @@ pub fn prefix_matches(prefix: &str, path: &str) -> bool {
             && (path.len() == prefix.len() || path.as_bytes()[prefix.len()] == b'/'))
 }
 
+/// True when `path` falls under one of `prefixes` (segment boundaries),
+/// each taken as written in the config (a trailing `/` is ignored).
+pub fn under_any(prefixes: &[String], path: &str) -> bool {
+    prefixes
+        .iter()
+        .any(|p| prefix_matches(p.trim_end_matches('/'), path))
+}
+
 /// Splits a request target into path and query, dropping any fragment.
 pub fn split_target(target: &str) -> (&str, Option<&str>) {
     let target = target.split('#').next().unwrap_or("");

@@ -12,12 +12,12 @@ use std::sync::Arc;
 
 use http::header::{self, HeaderMap, HeaderValue};
 
-use super::path::prefix_matches;
+use super::path::under_any;
 use super::ProxyError;
 use crate::app::State;
 use crate::config::{CookieMode, Provider, Route};
 use crate::identity::valid_value;
-use crate::session::jar::Stored;
+use crate::session::jar::{push_pair, Stored};
 use crate::session::manager::{Found, Lookup, Manager};
 use crate::session::setcookie::{rewrite_for_browser, SetCookie};
 use crate::session::{Identity, Session, SessionId, SessionKey};
@@ -185,24 +185,6 @@ pub fn prepare_request(
     }
 }
 
-fn push_pair(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-    if !out.is_empty() {
-        out.extend_from_slice(b"; ");
-    }
-    if !name.is_empty() {
-        out.extend_from_slice(name);
-        out.push(b'=');
-    }
-    out.extend_from_slice(value);
-}
-
-/// True when `path` falls under one of `prefixes` (segment boundaries).
-pub fn under_any(prefixes: &[String], path: &str) -> bool {
-    prefixes
-        .iter()
-        .any(|p| prefix_matches(p.trim_end_matches('/'), path))
-}
-
 /// The facts of one exchange the response side needs.
 pub struct Exchange<'a> {
     pub manager: &'a Manager,
@@ -235,12 +217,12 @@ impl Exchange<'_> {
         sess: &mut SessionState,
         headers: &mut HeaderMap,
     ) -> Result<(), ProxyError> {
+        if !self.has_effects(headers) {
+            return Ok(());
+        }
         let cfg = &self.state.config;
         let login = headers.remove(&cfg.auth.upstream_login_header);
         let logout = headers.remove(&cfg.auth.upstream_logout_header);
-        if login.is_none() && logout.is_none() && !headers.contains_key(header::SET_COOKIE) {
-            return Ok(());
-        }
         let upstream_auth = cfg.auth.provider == Provider::Upstream;
         if upstream_auth && logout.is_some() {
             if let Some(found) = sess.live.take() {

@@ -157,14 +157,7 @@ impl Jar {
             .get_or_init(|| {
                 let mut text = Vec::with_capacity(self.cookies.iter().map(|c| c.bytes() + 3).sum());
                 for c in &self.cookies {
-                    if !text.is_empty() {
-                        text.extend_from_slice(b"; ");
-                    }
-                    if !c.name.is_empty() {
-                        text.extend_from_slice(c.name.as_bytes());
-                        text.push(b'=');
-                    }
-                    text.extend_from_slice(c.value.as_bytes());
+                    push_pair(&mut text, c.name.as_bytes(), c.value.as_bytes());
                 }
                 HeaderValue::from_maybe_shared(bytes::Bytes::from(text)).ok()
             })
@@ -183,6 +176,19 @@ impl Jar {
             c.expires.is_none_or(|t| t > now_ms) && path_matches(&c.path, request_path)
         })
     }
+}
+
+/// Appends one cookie-pair to a `Cookie` value being built: `; ` between
+/// pairs, and a nameless pair as its value alone (RFC 6265bis §5.6).
+pub fn push_pair(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    if !out.is_empty() {
+        out.extend_from_slice(b"; ");
+    }
+    if !name.is_empty() {
+        out.extend_from_slice(name);
+        out.push(b'=');
+    }
+    out.extend_from_slice(value);
 }
 
 /// RFC 6265 §5.1.4 default-path of a request path.
