@@ -12,7 +12,6 @@ use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -29,13 +28,7 @@ pub(crate) async fn serve(tcp: TcpStream, shared: Arc<Shared>, drain: Drain) {
         let shared = shared.clone();
         async move { Ok::<_, Infallible>(answer(&shared, &req).await) }
     });
-    let conn = crate::server::http1_builder(&server).serve_connection(TokioIo::new(tcp), svc);
-    let mut stop = drain.subscribe();
-    tokio::pin!(conn);
-    tokio::select! {
-        _ = conn.as_mut() => {}
-        _ = stop.wait_for(|s| *s) => {}
-    }
+    crate::server::serve_plain(tcp, &server, svc, drain.subscribe()).await;
 }
 
 async fn answer(shared: &Shared, req: &Request<Incoming>) -> Response<ProxyBody> {

@@ -29,10 +29,15 @@ impl Drop for Proxy {
 }
 
 fn start() -> Proxy {
+    start_with("")
+}
+
+/// Like [`start`], with extra `[server]` lines.
+fn start_with(server: &str) -> Proxy {
     let dir = tempfile::tempdir().unwrap();
     let (admin, https) = (free_port(), free_port());
     let config = format!(
-        "[server]\nlisten = \"127.0.0.1:{https}\"\nadmin_listen = \"127.0.0.1:{admin}\"\n[[route]]\nupstream = \"http://127.0.0.1:9\"\n"
+        "[server]\nlisten = \"127.0.0.1:{https}\"\nadmin_listen = \"127.0.0.1:{admin}\"\n{server}\n[[route]]\nupstream = \"http://127.0.0.1:9\"\n"
     );
     std::fs::write(dir.path().join("proxy.toml"), config).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_cloakroom"))
@@ -97,6 +102,18 @@ fn s10_health_readiness_and_unbuilt_endpoints() {
     // Without CLOAKROOM_ADMIN_TOKEN the session API answers 404.
     assert_eq!(get(p.admin, "/sessions?user=alice").0, 404);
     assert_eq!(get(p.admin, "/nope").0, 404);
+}
+
+#[test]
+fn s3_admin_listener_cuts_slow_heads() {
+    let p = start_with("request_header_timeout = \"1s\"");
+    let mut s = TcpStream::connect(("127.0.0.1", p.admin)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(8))).unwrap();
+    s.write_all(b"GET /healthz HT").unwrap();
+    let started = Instant::now();
+    let n = s.read(&mut [0u8; 256]).unwrap_or(0);
+    assert_eq!(n, 0, "answered a head that never ended");
+    assert!(started.elapsed() < Duration::from_secs(6));
 }
 
 #[test]

@@ -105,6 +105,76 @@ async fn s3_slow_headers_connection_is_closed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_keep_alive_waits_idle_timeout_but_times_each_next_head() {
+    let up = Upstream::start("app").await;
+    let proxy = proxy_to(
+        &up,
+        &[
+            "request_header_timeout = \"1s\"",
+            "client_idle_timeout = \"30s\"",
+        ],
+    )
+    .await;
+
+    // Waiting for the next request is idleness, bounded by the idle
+    // timeout, not by the header timeout.
+    let mut h1 = proxy.h1().await;
+    let req = || get("localhost", "/").body(empty()).unwrap();
+    assert_eq!(send1(&mut h1, req()).await.status, StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        send1(&mut h1, req()).await.status,
+        StatusCode::OK,
+        "an idle keep-alive connection was cut at the header timeout"
+    );
+
+    // Once a next head starts, it has the header timeout to complete.
+    let mut tls = proxy.tls(&[b"http/1.1"]).await;
+    // `/hop` answers the body "hop".
+    tls.write_all(b"GET /hop HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut first = Vec::new();
+    let mut buf = [0u8; 4096];
+    within(10, "first response", async {
+        while !String::from_utf8_lossy(&first).ends_with("\r\n\r\nhop") {
+            let n = tls.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed before the first response ended");
+            first.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await;
+    assert_eq!(statuses(&first), [200]);
+    let started = Instant::now();
+    let (raw, closed) = exchange(&mut tls, b"GET / HT", 8).await;
+    assert!(closed, "a stalled second head must be cut");
+    assert!(raw.is_empty());
+    assert!(started.elapsed() < Duration::from_secs(6));
+    assert_eq!(up.hits(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_slow_heads_are_cut_on_the_redirect_listener() {
+    let up = Upstream::start("app").await;
+    let config = ProxyConfig::new()
+        .route(&up.url(), "")
+        .server("request_header_timeout = \"1s\"")
+        .redirect();
+    let proxy = TestProxy::start(&config).await;
+    let mut tcp = TcpStream::connect(proxy.redirect_addr.unwrap())
+        .await
+        .unwrap();
+    tcp.write_all(b"GET / HT").await.unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 256];
+    let n = within(8, "slow head on the redirect listener", tcp.read(&mut buf))
+        .await
+        .unwrap_or(0);
+    assert_eq!(n, 0, "answered a head that never ended");
+    assert!(started.elapsed() < Duration::from_secs(6));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_idle_client_connections_are_closed_on_h1_and_h2() {
     let up = Upstream::start("app").await;
     let proxy = proxy_to(&up, &["client_idle_timeout = \"2s\""]).await;

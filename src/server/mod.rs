@@ -5,6 +5,7 @@
 mod conn;
 mod drain;
 mod redirect;
+mod supervise;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +15,7 @@ use tokio::sync::{watch, Semaphore};
 
 use crate::app::Shared;
 
-pub use conn::http1_builder;
+pub(crate) use conn::serve_plain;
 pub use drain::Drain;
 
 /// Accepts HTTPS connections until `stop` turns true.

@@ -10,10 +10,8 @@ use http::{Request, Response, StatusCode};
 use http_body::Body;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use super::conn::{drive, http1_builder, Activity};
 use super::Drain;
 use crate::app::Shared;
 use crate::proxy::error::plain;
@@ -24,23 +22,11 @@ use crate::proxy::ProxyBody;
 pub(super) async fn serve(tcp: TcpStream, shared: Arc<Shared>, drain: Drain) {
     let _guard = drain.track();
     let server = shared.state().config.server.clone();
-    let activity = Arc::new(Activity::default());
-    let io = TokioIo::new(super::conn::Tracked {
-        inner: tcp,
-        activity: activity.clone(),
-    });
     let svc = service_fn(move |req: Request<Incoming>| {
         let shared = shared.clone();
         async move { Ok::<_, Infallible>(redirect(&shared, &req)) }
     });
-    let conn = http1_builder(&server).serve_connection(io, svc);
-    drive(
-        conn,
-        &activity,
-        server.client_idle_timeout,
-        drain.subscribe(),
-    )
-    .await;
+    super::conn::serve_plain(tcp, &server, svc, drain.subscribe()).await;
 }
 
 fn redirect(shared: &Shared, req: &Request<Incoming>) -> Response<ProxyBody> {
