@@ -88,10 +88,13 @@ fn handshake(result: &str) {
 
 /// HTTP/1.1 settings of every listener. The request-head timeout is the
 /// watchdog's ([`http1_limits`]), not hyper's, which arms a timer for every
-/// request and would also cut idle keep-alive connections at it.
+/// request and would also cut idle keep-alive connections at it. Writes are
+/// flattened into one buffer: rustls makes one record of it either way, and
+/// its vectored path allocates a slice list per write.
 fn http1_builder(server: &Server) -> http1::Builder {
     let mut b = http1::Builder::new();
     b.header_read_timeout(None)
+        .writev(false)
         .max_header_size(server.max_request_header_bytes)
         .keep_alive(true);
     b
