@@ -43,14 +43,20 @@ pub struct AccessLine<'a> {
     pub method: &'a str,
     pub path: &'a str,
     pub status: http::StatusCode,
-    pub duration: Duration,
+    /// Measured only when the access line is written ([`access_enabled`]).
+    pub duration: Option<Duration>,
     pub session: Option<&'a str>,
     pub user: Option<&'a str>,
 }
 
+/// Whether access lines are written (`RUST_LOG` lets `access` through).
+pub fn access_enabled() -> bool {
+    tracing::enabled!(target: "access", tracing::Level::INFO)
+}
+
 pub fn access(line: AccessLine<'_>, counters: &crate::metrics::RequestCounters) {
     counters.inc(line.status);
-    let duration_ms = line.duration.as_secs_f64() * 1000.0;
+    let duration_ms = line.duration.unwrap_or_default().as_secs_f64() * 1000.0;
     tracing::info!(
         target: "access",
         route = line.route,

@@ -20,6 +20,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
+use tokio::time::Sleep;
 
 use crate::config::Config;
 
@@ -88,17 +89,24 @@ impl Upstream {
     }
 
     /// Sends a request to route `route`'s upstream; the response timeout
-    /// covers connecting and the response head.
+    /// covers connecting and the response head, counted from `sent`, on a
+    /// timer from `timers`.
     pub async fn send(
         &self,
         route: usize,
         req: Request<Incoming>,
+        sent: Instant,
+        timers: &TimerSlot,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
         let pool = &self.pools[route];
-        match tokio::time::timeout(self.response_timeout, self.exchange(pool, req)).await {
-            Ok(r) => r,
-            Err(_) => Err(UpstreamError::ResponseTimeout(self.response_timeout)),
-        }
+        let mut timer = timers.take(tokio::time::Instant::from_std(sent) + self.response_timeout);
+        let result = tokio::select! {
+            biased;
+            r = self.exchange(pool, req) => r,
+            () = timer.as_mut() => Err(UpstreamError::ResponseTimeout(self.response_timeout)),
+        };
+        timers.put(timer);
+        result
     }
 
     async fn exchange(
@@ -157,6 +165,34 @@ impl Upstream {
             }
         });
         Ok(sender)
+    }
+}
+
+/// A response-timeout timer kept between the requests of one client
+/// connection. Moving a registered timer to a later deadline is one atomic
+/// update in tokio; a new timer per request cost a registration and a
+/// removal in the runtime's timer wheel. Concurrent requests (HTTP/2
+/// streams) that find the slot empty use a timer of their own.
+#[derive(Debug, Default)]
+pub struct TimerSlot(Mutex<Option<Pin<Box<Sleep>>>>);
+
+impl TimerSlot {
+    fn take(&self, deadline: tokio::time::Instant) -> Pin<Box<Sleep>> {
+        let kept = self.0.lock().unwrap_or_else(|p| p.into_inner()).take();
+        match kept {
+            Some(mut timer) => {
+                timer.as_mut().reset(deadline);
+                timer
+            }
+            None => Box::pin(tokio::time::sleep_until(deadline)),
+        }
+    }
+
+    fn put(&self, timer: Pin<Box<Sleep>>) {
+        let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            *slot = Some(timer);
+        }
     }
 }
 

@@ -80,6 +80,24 @@ pub fn client_host(uri: &Uri, headers: &http::HeaderMap) -> Option<HeaderValue> 
     host_and_port(value.as_bytes()).then_some(value)
 }
 
+/// The bytes of an RFC 3986 reg-name: unreserved, sub-delims and `%`.
+static REG_NAME: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = b.is_ascii_alphanumeric();
+        c += 1;
+    }
+    let extra = b"-._~!$&'()*+,;=%";
+    let mut i = 0;
+    while i < extra.len() {
+        t[extra[i] as usize] = true;
+        i += 1;
+    }
+    t
+};
+
 /// RFC 3986 `host [ ":" port ]`: a non-empty reg-name (unreserved,
 /// sub-delims and `%`) or a bracketed IPv6 literal, then an optional port of
 /// at most 65535 (an empty port is allowed, as RFC 3986 does). No userinfo.
@@ -98,7 +116,7 @@ fn host_and_port(b: &[u8]) -> bool {
         }
     } else {
         let end = memchr::memchr(b':', b).unwrap_or(b.len());
-        let reg_name = |c: &u8| c.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%".contains(c);
+        let reg_name = |c: &u8| REG_NAME[usize::from(*c)];
         (end > 0 && b[..end].iter().all(reg_name), &b[end..])
     };
     let port_ok = match rest {

@@ -45,17 +45,20 @@ use hyper::body::Incoming;
 use crate::app::{Shared, State};
 use crate::session::setcookie::now_ms;
 use crate::telemetry;
+use crate::upstream::TimerSlot;
 pub use body::ProxyBody;
 pub use error::ProxyError;
 use session::SessionState;
 
 /// What the accept loop knows about a client connection.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ConnInfo {
     /// Canonical (IPv4-mapped addresses unmapped).
     pub peer: SocketAddr,
     /// The peer's address as an `X-Forwarded-For` entry, made once.
     pub peer_header: HeaderValue,
+    /// The upstream response timer its requests reuse.
+    pub upstream_timer: TimerSlot,
 }
 
 impl ConnInfo {
@@ -63,7 +66,11 @@ impl ConnInfo {
         let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
         let peer_header = HeaderValue::from_str(&peer.ip().to_string())
             .expect("an IP address is a valid header value");
-        ConnInfo { peer, peer_header }
+        ConnInfo {
+            peer,
+            peer_header,
+            upstream_timer: TimerSlot::default(),
+        }
     }
 }
 
@@ -87,14 +94,16 @@ struct Access<'u> {
 pub async fn handle(
     shared: &Arc<Shared>,
     conn: &ConnInfo,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
 ) -> Response<ProxyBody> {
-    let started = Instant::now();
+    // The clock is read for the access line only when it is written.
+    let started = telemetry::access_enabled().then(Instant::now);
     let state = shared.state();
     let method = req.method().clone();
     let version = req.version();
     let body_pending = !req.body().is_end_stream();
-    let uri = req.uri().clone();
+    // Taken, not cloned: the upstream request gets its own target.
+    let uri = std::mem::take(req.uri_mut());
     let mut access = Access::default();
     let mut sess = SessionState::default();
     let route_name = |a: &Access| a.route.map(|i| state.config.routes[i].name.as_str());
@@ -111,7 +120,7 @@ pub async fn handle(
             method: method.as_str(),
             path: access.path.as_deref().unwrap_or_else(|| uri.path()),
             status: resp.status(),
-            duration: started.elapsed(),
+            duration: started.map(|t| t.elapsed()),
             session: handle.as_ref().map(|h| h.as_str()),
             user: sess.user(),
         },
@@ -176,7 +185,11 @@ async fn serve<'u>(
             telemetry::audit("csrf_rejected", sess.key(), sess.user(), Some(&route.name))
         })?;
     }
-    let now = now_ms();
+    // Only a session reads the clock (0 otherwise: nothing below uses it).
+    let now = match sess.live {
+        Some(_) => now_ms(),
+        None => 0,
+    };
     if let Some(found) = sess.live.as_mut().filter(|f| {
         f.touch_due(&cfg.session, now) && !path::under_any(&cfg.session.passive_paths, &path)
     }) {
@@ -216,22 +229,25 @@ async fn serve<'u>(
     };
     let upstream_req = forward.build(req)?;
     let sent = Instant::now();
-    let resp = state.upstream.send(route.index, upstream_req).await;
+    let resp = state
+        .upstream
+        .send(route.index, upstream_req, sent, &conn.upstream_timer)
+        .await;
     state.upstream_timers[route.index].observe(sent.elapsed().as_secs_f64());
     let mut resp = resp?;
 
     // 5. respond
-    let exchange = session::Exchange {
-        manager,
-        state,
-        route,
-        path: &target.path,
-        is_post,
-        client_ip: conn.peer.ip(),
-        user_agent: user_agent.as_ref(),
-        now,
-    };
-    if exchange.has_effects(resp.headers()) {
+    if session::has_effects(state, resp.headers()) {
+        let exchange = session::Exchange {
+            manager,
+            state,
+            route,
+            path: &target.path,
+            is_post,
+            client_ip: conn.peer.ip(),
+            user_agent: user_agent.as_ref(),
+            now: if sess.live.is_some() { now } else { now_ms() },
+        };
         exchange.capture(sess, resp.headers_mut()).await?;
     }
     let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;

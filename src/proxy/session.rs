@@ -185,6 +185,18 @@ pub fn prepare_request(
     }
 }
 
+/// Whether a response has anything for [`Exchange::capture`]: most carry
+/// none of its headers, and one scan of the names present settles it without
+/// hashing each or building the capture's future.
+pub fn has_effects(state: &State, headers: &HeaderMap) -> bool {
+    let auth = &state.config.auth;
+    headers.keys().any(|n| {
+        n == header::SET_COOKIE
+            || n == auth.upstream_login_header
+            || n == auth.upstream_logout_header
+    })
+}
+
 /// The facts of one exchange the response side needs.
 pub struct Exchange<'a> {
     pub manager: &'a Manager,
@@ -198,18 +210,6 @@ pub struct Exchange<'a> {
 }
 
 impl Exchange<'_> {
-    /// Whether the response has anything for [`Exchange::capture`]: most
-    /// carry none of its headers, and one scan of the names present settles
-    /// it without hashing each or building the capture's future.
-    pub fn has_effects(&self, headers: &HeaderMap) -> bool {
-        let auth = &self.state.config.auth;
-        headers.keys().any(|n| {
-            n == header::SET_COOKIE
-                || n == auth.upstream_login_header
-                || n == auth.upstream_logout_header
-        })
-    }
-
     /// Applies the upstream response's session effects to `sess` and the
     /// response headers.
     pub async fn capture(
@@ -217,7 +217,7 @@ impl Exchange<'_> {
         sess: &mut SessionState,
         headers: &mut HeaderMap,
     ) -> Result<(), ProxyError> {
-        if !self.has_effects(headers) {
+        if !has_effects(self.state, headers) {
             return Ok(());
         }
         let cfg = &self.state.config;
