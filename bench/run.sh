@@ -493,8 +493,8 @@ log "load average at end: $END_LOAD"
     "cloakroom with TOKIO_WORKER_THREADS=${TOKIO_WORKERS:-(unset)}${BENCH_CLOAKROOM_ENV:+, $BENCH_CLOAKROOM_ENV} and RUST_LOG=$([[ $ACCESS_LOG == 1 ]] && echo 'info (access log on)' || echo 'warn (no access log)');" \
     "load average at start $START_LOAD, at end $END_LOAD."
   echo
-  echo "| scenario | proxy | req/s (median) | req/s per round | p99 ms (median) | CPU µs/req (median) | req/s per proxy core-second | proxy CPU use | load CPU use | other work on proxy CPU (max) | peak RSS MiB | errors | req/s cloakroom/nginx | CPU/req cloakroom/nginx |"
-  echo "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+  echo "| scenario | proxy | req/s (median) | req/s per round | p99 ms (median) | CPU µs/req (median) | req/s per proxy core-second | proxy CPU use | load CPU use | other work on proxy CPU (max) | peak RSS MiB | errors | req/s cloakroom/nginx | CPU/req cloakroom/nginx | req/s ratio, paired | CPU/req ratio, paired |"
+  echo "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
   awk -v clk="$CLK_TCK" -v dur="$DURATION" '
     function median(s,   n, a, i, j, t) {
       n = split(s, a, " ")
@@ -507,6 +507,8 @@ log "load average at end: $END_LOAD"
       k = $1 SUBSEP $2
       if (!(k in seen)) { seen[k] = 1; order[++n] = k }
       rps = $4 / $8
+      round_r[$1, $2, $3] = rps; round_c[$1, $2, $3] = ($4 > 0 ? $7 / $4 : 0)
+      if ($3 > rounds) rounds = $3
       rpsl[k] = rpsl[k] " " sprintf("%.0f", rps)
       rpss[k] = rpss[k] " " rps
       p99[k] = p99[k] " " $6
@@ -524,12 +526,25 @@ log "load average at end: $END_LOAD"
       }
       for (i = 1; i <= n; i++) {
         split(order[i], kk, SUBSEP); sc = kk[1]; px = kk[2]; k = order[i]
-        ratio_r = ratio_c = ""
+        ratio_r = ratio_c = paired_r = paired_c = ""
         if (px == "cloakroom" && med_r[sc, "nginx"] > 0) ratio_r = sprintf("%.2f", med_r[sc, px] / med_r[sc, "nginx"])
         if (px == "cloakroom" && med_c[sc, "nginx"] > 0) ratio_c = sprintf("%.2f", med_c[sc, px] / med_c[sc, "nginx"])
+        # Paired: the cloakroom run of each round against the nginx run right
+        # after it, then the median of those ratios (drifts of the machine
+        # between rounds cancel out).
+        if (px == "cloakroom") {
+          pr = pc = ""
+          for (j = 1; j <= rounds; j++) {
+            if (round_r[sc, "nginx", j] > 0 && round_c[sc, "nginx", j] > 0) {
+              pr = pr " " round_r[sc, px, j] / round_r[sc, "nginx", j]
+              pc = pc " " round_c[sc, px, j] / round_c[sc, "nginx", j]
+            }
+          }
+          if (pr != "") { paired_r = sprintf("%.2f", median(pr)); paired_c = sprintf("%.2f", median(pc)) }
+        }
         pm = median(p99[k]); ps = (pm == "nan" || pm == "") ? "n/a" : sprintf("%.2f", pm)
-        printf "| %s | %s | %.0f | %s | %s | %.1f | %.0f | %.0f%% | %.0f%% | %.0f%% | %.1f | %d | %s | %s |\n", sc, px, med_r[sc, px], substr(rpsl[k], 2),
-          ps, med_c[sc, px], (med_c[sc, px] > 0 ? 1e6 / med_c[sc, px] : 0), median(use[k]) * 100, median(luse[k]) * 100, oth[k] * 100, rss[sc, px] / 1024, errs[k], ratio_r, ratio_c
+        printf "| %s | %s | %.0f | %s | %s | %.1f | %.0f | %.0f%% | %.0f%% | %.0f%% | %.1f | %d | %s | %s | %s | %s |\n", sc, px, med_r[sc, px], substr(rpsl[k], 2),
+          ps, med_c[sc, px], (med_c[sc, px] > 0 ? 1e6 / med_c[sc, px] : 0), median(use[k]) * 100, median(luse[k]) * 100, oth[k] * 100, rss[sc, px] / 1024, errs[k], ratio_r, ratio_c, paired_r, paired_c
       }
     }' "$RAW/rss.tsv" "$RAW/runs.tsv"
   echo
@@ -539,5 +554,6 @@ log "load average at end: $END_LOAD"
     "Other work on proxy CPU = busy time of CPU $PROXY_CPU not spent by the proxy, worst round (other jobs on the machine; should be ~0%)." \
     "Load CPU use = busy share of CPU $LOAD_CPU (the load generator's CPU$([[ $UPSTREAM_CPU == "$LOAD_CPU" ]] && echo ', shared with the upstream'); 100% = the generator side is the bottleneck)." \
     "Peak RSS = VmHWM at the end of a run, largest of the rounds (nginx: master + worker)." \
+    "The ratio columns divide the two medians; the paired ones take each round's cloakroom run over the nginx run right after it and report the median of those per-round ratios, which cancels drifts of the machine between rounds." \
     "cloakroom ran $(awk '$2 == "cloakroom" {print $4; exit}' "$RAW/rss.tsv") threads. Raw output: bench/out/raw/."
 } | tee "$OUT/results.md"

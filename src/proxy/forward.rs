@@ -21,9 +21,10 @@ pub struct Forward<'a> {
 }
 
 impl Forward<'_> {
-    pub fn build(&self, req: Request<Incoming>) -> Result<Request<Incoming>, ProxyError> {
-        let (mut parts, body) = req.into_parts();
-        let h = &mut parts.headers;
+    /// Rewrites the client's request into the upstream request, in place
+    /// (a request is a few hundred bytes: every move is a copy).
+    pub fn build(&self, req: &mut Request<Incoming>) -> Result<(), ProxyError> {
+        let h = req.headers_mut();
         headers::strip_hop_by_hop(h);
         // hyper re-derives framing from the body it decoded; a client's own
         // Content-Length must not travel next to a different framing.
@@ -44,9 +45,9 @@ impl Forward<'_> {
             h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
             h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
         }
-        parts.uri = self.upstream_uri()?;
-        parts.version = Version::HTTP_11;
-        Ok(Request::from_parts(parts, body))
+        *req.uri_mut() = self.upstream_uri()?;
+        *req.version_mut() = Version::HTTP_11;
+        Ok(())
     }
 
     /// Origin-form (`/path?query`): the request goes to the upstream

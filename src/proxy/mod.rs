@@ -227,11 +227,11 @@ async fn serve<'u>(
         trusted_peer,
         websocket,
     };
-    let upstream_req = forward.build(req)?;
+    forward.build(&mut req)?;
     let sent = Instant::now();
     let resp = state
         .upstream
-        .send(route.index, upstream_req, sent, &conn.upstream_timer)
+        .send(route.index, req, sent, &conn.upstream_timer)
         .await;
     state.upstream_timers[route.index].observe(sent.elapsed().as_secs_f64());
     let mut resp = resp?;
