@@ -16,8 +16,8 @@ use ring::rand::{SecureRandom, SystemRandom};
 
 use crate::config::Session as SessionConfig;
 
+/// Bytes of an id and of its HMAC-SHA256 tag; [`decode_32`] reads either.
 const ID_LEN: usize = 32;
-const MAC_LEN: usize = 32;
 /// base64url lengths of the id and MAC (no padding).
 const ID_B64: usize = 43;
 const MAC_B64: usize = 43;
