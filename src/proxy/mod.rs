@@ -185,18 +185,16 @@ async fn serve<'u>(
             telemetry::audit("csrf_rejected", sess.key(), sess.user(), Some(&route.name))
         })?;
     }
-    // Only a session reads the clock (0 otherwise: nothing below uses it).
-    let now = match sess.live {
-        Some(_) => now_ms(),
-        None => 0,
-    };
-    if let Some(found) = sess.live.as_mut().filter(|f| {
-        f.touch_due(&cfg.session, now) && !path::under_any(&cfg.session.passive_paths, &path)
-    }) {
-        manager
-            .touch_if_due(found, &cfg.session, now)
-            .await
-            .map_err(session::store_error)?;
+    // The clock is read for a live session, or later for a capture.
+    let now = sess.live.is_some().then(now_ms);
+    if let (Some(now), Some(found)) = (now, sess.live.as_mut()) {
+        if found.touch_due(&cfg.session, now) && !path::under_any(&cfg.session.passive_paths, &path)
+        {
+            manager
+                .touch_if_due(found, &cfg.session, now)
+                .await
+                .map_err(session::store_error)?;
+        }
     }
     state.identity.strip(req.headers_mut());
     state.identity.inject(req.headers_mut(), sess.identity());
@@ -206,7 +204,8 @@ async fn serve<'u>(
         route,
         sess.live.as_ref().map(|f| &*f.session),
         &path,
-        now,
+        // Read only with a session, and `now` is there exactly then.
+        now.unwrap_or_default(),
     );
     let user_agent = req.headers().get(header::USER_AGENT).cloned();
     let is_post = req.method() == Method::POST;
@@ -246,7 +245,7 @@ async fn serve<'u>(
             is_post,
             client_ip: conn.peer.ip(),
             user_agent: user_agent.as_ref(),
-            now: if sess.live.is_some() { now } else { now_ms() },
+            now: now.unwrap_or_else(now_ms),
         };
         exchange.capture(sess, resp.headers_mut()).await?;
     }

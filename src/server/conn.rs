@@ -46,7 +46,14 @@ pub(super) async fn serve_tls(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shar
         }
     };
     let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-    let activity = Activity::new(!h2);
+    let limits = match h2 {
+        true => Limits {
+            idle: server.client_idle_timeout,
+            head: None,
+        },
+        false => http1_limits(&server),
+    };
+    let activity = Activity::new(&limits);
     let io = TokioIo::new(Tracked {
         inner: tls,
         activity: activity.clone(),
@@ -66,16 +73,12 @@ pub(super) async fn serve_tls(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shar
     let stop = drain.subscribe();
     if h2 {
         let conn = http2_builder(&server).serve_connection(io, svc);
-        let limits = Limits {
-            idle: server.client_idle_timeout,
-            head: None,
-        };
         drive(conn, activity, limits, stop).await;
     } else {
         let conn = http1_builder(&server)
             .serve_connection(io, svc)
             .with_upgrades();
-        drive(conn, activity, http1_limits(&server), stop).await;
+        drive(conn, activity, limits, stop).await;
     }
 }
 
@@ -118,13 +121,14 @@ pub(crate) async fn serve_plain<S>(
     S: HttpService<Incoming, ResBody = ProxyBody>,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let activity = Activity::new(true);
+    let limits = http1_limits(server);
+    let activity = Activity::new(&limits);
     let io = TokioIo::new(Tracked {
         inner: tcp,
         activity: activity.clone(),
     });
     let conn = http1_builder(server).serve_connection(io, svc);
-    drive(conn, activity, http1_limits(server), stop).await;
+    drive(conn, activity, limits, stop).await;
 }
 
 fn http2_builder(server: &Server) -> http2::Builder<TokioExecutor> {

@@ -61,8 +61,10 @@ pub(super) struct Activity {
 }
 
 impl Activity {
-    /// `track_heads` for HTTP/1, where the first head is awaited from now.
-    pub(super) fn new(track_heads: bool) -> Arc<Self> {
+    /// Heads are tracked when `limits` times them (HTTP/1), the first from
+    /// now.
+    pub(super) fn new(limits: &Limits) -> Arc<Self> {
+        let track_heads = limits.head.is_some();
         Arc::new(Activity {
             moved: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
