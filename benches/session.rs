@@ -2,7 +2,8 @@
 //! cookies, over a memory store holding 100k sessions (figures in
 //! `docs/performance.md`).
 //!
-//! The parts: cookie verify (`Keyring::verify`), store lookup
+//! The parts: cookie verify (`Keyring::verify`; and a repeat of the same
+//! cookie on one connection, `Keyring::verify_key`), store lookup
 //! (`SessionStore::load`, which shares the stored session), jar merge into the
 //! `Cookie` header (`prepare_request`), and `Set-Cookie` capture
 //! (`SetCookie::parse` + `Jar::store`). The whole: the proxy's own phase
@@ -30,7 +31,7 @@ use cloakroom::config::{Config, Route};
 use cloakroom::proxy::session::{begin, prepare_request, Exchange};
 use cloakroom::session::jar::Jar;
 use cloakroom::session::setcookie::{now_ms, SetCookie};
-use cloakroom::session::{Keyring, Manager, Session, SessionId, SessionKey};
+use cloakroom::session::{Keyring, Manager, Session, SessionId, SessionKey, VerifyCache};
 use cloakroom::store::{SessionStore, Store};
 
 const SESSIONS: usize = 100_000;
@@ -145,9 +146,16 @@ impl Fixture {
     }
 
     /// The session phases of one request, as `proxy::handle` runs them.
-    /// `response` holds the upstream's headers; returns the upstream
-    /// request's `Cookie` header length so nothing is optimised away.
-    fn request(&self, mut request: HeaderMap, mut response: HeaderMap) -> usize {
+    /// `response` holds the upstream's headers; `verified` is the client
+    /// connection's cookie cache (a fresh one: its first request). Returns
+    /// the upstream request's `Cookie` header length so nothing is optimised
+    /// away.
+    fn request(
+        &self,
+        mut request: HeaderMap,
+        mut response: HeaderMap,
+        verified: &VerifyCache,
+    ) -> usize {
         let cfg = &self.state.config;
         let route = self.route();
         let mut sess = ready(begin(
@@ -155,6 +163,7 @@ impl Fixture {
             &self.state,
             &request,
             Some(&route.name),
+            verified,
         ))
         .unwrap();
         let found = sess.live.as_mut().expect("the session is live");
@@ -190,6 +199,20 @@ fn parts(c: &mut Criterion, f: &Fixture) {
         b.iter(|| f.manager.keys.verify(black_box(&f.cookie_value)))
     });
     assert!(f.manager.keys.verify(&f.cookie_value).is_some());
+    // The same cookie again on one connection: a comparison with the value
+    // that verified last.
+    let verified = VerifyCache::default();
+    g.bench_function("cookie_verify_repeat_on_connection", |b| {
+        b.iter(|| {
+            f.manager
+                .keys
+                .verify_key(black_box(&f.cookie_value), &verified)
+        })
+    });
+    assert_eq!(
+        f.manager.keys.verify_key(&f.cookie_value, &verified),
+        Some((f.key, None))
+    );
 
     // SHA-256 of the id, then the map lookup and the clone out of it.
     g.bench_function("store_lookup_100k", |b| {
@@ -293,7 +316,16 @@ fn full_request(c: &mut Criterion, f: &Fixture) {
     g.bench_function("full_request_no_set_cookie", |b| {
         b.iter_batched(
             || (f.request.clone(), HeaderMap::new()),
-            |(req, resp)| f.request(req, resp),
+            |(req, resp)| f.request(req, resp, &VerifyCache::default()),
+            BatchSize::SmallInput,
+        )
+    });
+    // Later requests of a keep-alive connection: the cookie was verified.
+    let verified = VerifyCache::default();
+    g.bench_function("full_request_no_set_cookie_repeat_on_connection", |b| {
+        b.iter_batched(
+            || (f.request.clone(), HeaderMap::new()),
+            |(req, resp)| f.request(req, resp, &verified),
             BatchSize::SmallInput,
         )
     });
@@ -310,7 +342,7 @@ fn full_request(c: &mut Criterion, f: &Fixture) {
                 resp.insert(header::SET_COOKIE, sc);
                 (f.request.clone(), resp)
             },
-            |(req, resp)| f.request(req, resp),
+            |(req, resp)| f.request(req, resp, &VerifyCache::default()),
             BatchSize::SmallInput,
         )
     });
@@ -324,7 +356,7 @@ fn full_request(c: &mut Criterion, f: &Fixture) {
 fn benches(c: &mut Criterion) {
     let f = Fixture::new();
     // Sanity: one request merges 10 jar cookies plus the client's two.
-    assert!(f.request(f.request.clone(), HeaderMap::new()) > 0);
+    assert!(f.request(f.request.clone(), HeaderMap::new(), &VerifyCache::default()) > 0);
     parts(c, &f);
     full_request(c, &f);
 }

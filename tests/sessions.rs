@@ -11,6 +11,7 @@ use std::time::Duration;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
 use http::Method;
+use support::client::{h1_over, send1, tls_connect};
 use support::session::*;
 use support::{empty, TestProxy};
 
@@ -175,6 +176,53 @@ async fn s4_3_forged_cookie_is_no_cookie_and_cleared() {
     assert!(!issued.clears() && !issued.value.is_empty(), "{issued:?}");
     // Forgeries did not harm the real session.
     assert!(recognised(&mut real).await);
+}
+
+/// A keep-alive connection repeats its cookie on every request, and the
+/// proxy remembers the last value that verified on that connection: the
+/// memory must vouch only for that exact value, and never for the session
+/// being alive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s4_3_one_connection_repeating_its_cookie_is_checked_every_time() {
+    let app = App::start("app").await;
+    let proxy = proxy_with(&app, "", "provider = \"upstream\"").await;
+    let mut owner = start_session(&proxy).await;
+    let v = owner.session().unwrap();
+    let tls = tls_connect(proxy.https_addr, "localhost", owner.config.clone())
+        .await
+        .unwrap();
+    let mut conn = h1_over(tls).await;
+    let on_conn = |value: &str| {
+        let mut b = Browser::new(&proxy);
+        b.set_session(value);
+        b.request(Method::GET, "/").body(empty()).unwrap()
+    };
+    let mut tampered = v.clone().into_bytes();
+    let last = tampered.len() - 2;
+    tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).unwrap();
+
+    for round in 0..3 {
+        let r = send1(&mut conn, on_conn(&v)).await;
+        assert!(
+            upstream_cookies(&r).contains(&"a=1".to_string()),
+            "round {round}"
+        );
+        assert!(!clears_session(&r), "round {round}");
+    }
+    // After the good value, one byte off on the same connection is forged.
+    let r = send1(&mut conn, on_conn(&tampered)).await;
+    assert!(clears_session(&r), "{:?}", r.headers);
+    assert!(upstream_cookies(&r).is_empty());
+    let r = send1(&mut conn, on_conn(&v)).await;
+    assert!(upstream_cookies(&r).contains(&"a=1".to_string()));
+
+    // The session ends elsewhere; the same connection's next request with
+    // the value it just used carries no session.
+    owner.get(&scripted("/", &["X-Cloakroom-Logout: 1"])).await;
+    let r = send1(&mut conn, on_conn(&v)).await;
+    assert!(clears_session(&r), "{:?}", r.headers);
+    assert!(upstream_cookies(&r).is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -44,6 +44,7 @@ use hyper::body::Incoming;
 
 use crate::app::{Shared, State};
 use crate::session::setcookie::now_ms;
+use crate::session::VerifyCache;
 use crate::telemetry;
 use crate::upstream::TimerSlot;
 pub use body::ProxyBody;
@@ -59,6 +60,8 @@ pub struct ConnInfo {
     pub peer_header: HeaderValue,
     /// The upstream response timer its requests reuse.
     pub upstream_timer: TimerSlot,
+    /// The last session cookie it presented that verified.
+    pub verified: VerifyCache,
 }
 
 impl ConnInfo {
@@ -70,6 +73,7 @@ impl ConnInfo {
             peer,
             peer_header,
             upstream_timer: TimerSlot::default(),
+            verified: VerifyCache::default(),
         }
     }
 }
@@ -156,7 +160,7 @@ async fn serve<'u>(
     // 2. route
     let manager = &shared.sessions;
     if path::prefix_matches("/.cloakroom", &path) {
-        *sess = session::begin(manager, state, req.headers(), None).await?;
+        *sess = session::begin(manager, state, req.headers(), None, &conn.verified).await?;
         // Boxed: the proxy's own pages are rare, and their future would
         // otherwise enlarge every proxied request's.
         return Box::pin(crate::auth::serve(
@@ -171,7 +175,14 @@ async fn serve<'u>(
     access.route = Some(route.index);
 
     // 3. session, identity
-    *sess = session::begin(manager, state, req.headers(), Some(&route.name)).await?;
+    *sess = session::begin(
+        manager,
+        state,
+        req.headers(),
+        Some(&route.name),
+        &conn.verified,
+    )
+    .await?;
     guard::require_identity(
         route,
         sess.identity().is_some(),

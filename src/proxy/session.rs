@@ -20,7 +20,7 @@ use crate::identity::valid_value;
 use crate::session::jar::{push_pair, Stored};
 use crate::session::manager::{Found, Lookup, Manager};
 use crate::session::setcookie::{rewrite_for_browser, SetCookie};
-use crate::session::{Identity, Session, SessionId, SessionKey};
+use crate::session::{Identity, Session, SessionId, SessionKey, VerifyCache};
 use crate::store::StoreError;
 
 /// What the request's cookies led to, and what the response must say.
@@ -60,6 +60,7 @@ pub async fn begin(
     state: &State,
     headers: &HeaderMap,
     route: Option<&str>,
+    cache: &VerifyCache,
 ) -> Result<SessionState, ProxyError> {
     let name = &state.config.session.cookie_name;
     // A value that is not even text cannot verify: it counts as a bad cookie.
@@ -67,7 +68,7 @@ pub async fn begin(
         .filter(|(n, _)| *n == name.as_bytes())
         .map(|(_, v)| std::str::from_utf8(v).unwrap_or(""));
     let lookup = manager
-        .lookup(values, &state.config.session, route)
+        .lookup(values, &state.config.session, route, cache)
         .await
         .map_err(store_error)?;
     Ok(match lookup {

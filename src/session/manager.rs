@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::codec::{Keyring, SessionId, SessionKey, Verified};
+use super::codec::{Keyring, SessionId, SessionKey, VerifyCache};
 use super::setcookie::now_ms;
 use super::{Ended, Session};
 use crate::config::Session as SessionConfig;
@@ -51,24 +51,21 @@ impl Manager {
     /// Tries each cookie value; the first that verifies and names a live
     /// session wins (SPEC §4.3). A bad MAC costs no store lookup; a store
     /// error fails the request rather than treating the session as unknown.
+    /// `cache` is the client connection's (see [`VerifyCache`]).
     pub async fn lookup<'a>(
         &self,
         values: impl Iterator<Item = &'a str>,
         cfg: &SessionConfig,
         route: Option<&str>,
+        cache: &VerifyCache,
     ) -> Result<Lookup, StoreError> {
         let mut any = false;
         for value in values {
             any = true;
-            let (id, resign) = match self.keys.verify(value) {
-                Some(Verified::Current(id)) => (id, false),
-                Some(Verified::Fallback(id)) => (id, true),
-                None => {
-                    audit("forged_cookie", None, None, route);
-                    continue;
-                }
+            let Some((key, resign)) = self.keys.verify_key(value, cache) else {
+                audit("forged_cookie", None, None, route);
+                continue;
             };
-            let key = id.key();
             let Some(session) = self.store.load(&key).await? else {
                 continue;
             };
@@ -87,7 +84,7 @@ impl Manager {
             return Ok(Lookup::Live(Box::new(Found {
                 key,
                 session,
-                resign: resign.then_some(id),
+                resign,
             })));
         }
         Ok(if any {

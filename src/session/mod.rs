@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::Session as SessionConfig;
 use jar::Jar;
 
-pub use codec::{Keyring, SessionId, SessionKey};
+pub use codec::{Keyring, SessionId, SessionKey, VerifyCache};
 pub use manager::Manager;
 
 /// Who a session belongs to, once someone logged in.
