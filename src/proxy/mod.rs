@@ -116,7 +116,7 @@ pub async fn handle(
         Err(e) => e.respond(route_name(&access)),
     };
     finish(shared, &state, &mut resp, &sess, version, body_pending);
-    let handle = sess.handle();
+    let handle = telemetry::access_enabled().then(|| sess.handle()).flatten();
     let counters = &state.request_counters[access.route.unwrap_or(state.config.routes.len())];
     telemetry::access(
         telemetry::AccessLine {

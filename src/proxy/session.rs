@@ -63,10 +63,11 @@ pub async fn begin(
     cache: &VerifyCache,
 ) -> Result<SessionState, ProxyError> {
     let name = &state.config.session.cookie_name;
-    // A value that is not even text cannot verify: it counts as a bad cookie.
+    // Bytes, not text: a value with bytes outside base64url cannot verify,
+    // and counts as a bad cookie.
     let values = cookie_pairs(headers)
         .filter(|(n, _)| *n == name.as_bytes())
-        .map(|(_, v)| std::str::from_utf8(v).unwrap_or(""));
+        .map(|(_, v)| v);
     let lookup = manager
         .lookup(values, &state.config.session, route, cache)
         .await

@@ -173,16 +173,16 @@ impl Keyring {
     /// connection's [`VerifyCache`].
     pub fn verify_key(
         &self,
-        value: &str,
+        value: &[u8],
         cache: &VerifyCache,
     ) -> Option<(SessionKey, Option<SessionId>)> {
-        if let Some(key) = cache.get(value.as_bytes()) {
+        if let Some(key) = cache.get(value) {
             return Some((key, None));
         }
         match self.verify(value)? {
             Verified::Current(id) => {
                 let key = id.key();
-                cache.put(value.as_bytes(), key);
+                cache.put(value, key);
                 Some((key, None))
             }
             Verified::Fallback(id) => Some((id.key(), Some(id))),
@@ -190,9 +190,10 @@ impl Keyring {
     }
 
     /// Verifies a cookie value in constant time under each key. `None` for a
-    /// malformed value or a MAC no key produced.
-    pub fn verify(&self, value: &str) -> Option<Verified> {
-        let value = value.as_bytes();
+    /// malformed value (bytes outside base64url included) or a MAC no key
+    /// produced.
+    pub fn verify(&self, value: &(impl AsRef<[u8]> + ?Sized)) -> Option<Verified> {
+        let value = value.as_ref();
         if value.len() != VALUE_LEN || value[ID_B64] != b'.' {
             return None;
         }
@@ -443,9 +444,9 @@ mod tests {
         let v = kr.encode(&id);
         // First sight verifies and remembers; the repeat is served from the
         // cache with the same key.
-        assert_eq!(kr.verify_key(&v, &cache), Some((id.key(), None)));
+        assert_eq!(kr.verify_key(v.as_bytes(), &cache), Some((id.key(), None)));
         assert_eq!(cache.get(v.as_bytes()), Some(id.key()));
-        assert_eq!(kr.verify_key(&v, &cache), Some((id.key(), None)));
+        assert_eq!(kr.verify_key(v.as_bytes(), &cache), Some((id.key(), None)));
         // Any other value misses and is verified on its own: one changed
         // byte anywhere, a prefix, or the value with a byte appended.
         for i in 0..v.len() {
@@ -453,10 +454,10 @@ mod tests {
             b[i] = if b[i] == b'A' { b'B' } else { b'A' };
             let t = String::from_utf8(b).unwrap();
             assert_eq!(cache.get(t.as_bytes()), None, "byte {i}");
-            assert_eq!(kr.verify_key(&t, &cache), None, "byte {i}");
+            assert_eq!(kr.verify_key(t.as_bytes(), &cache), None, "byte {i}");
         }
         assert_eq!(cache.get(&v.as_bytes()[..86]), None);
-        assert_eq!(kr.verify_key(&format!("{v}A"), &cache), None);
+        assert_eq!(kr.verify_key(format!("{v}A").as_bytes(), &cache), None);
         // A failed value does not displace the remembered one.
         assert_eq!(cache.get(v.as_bytes()), Some(id.key()));
 
@@ -465,7 +466,7 @@ mod tests {
         let old = ring_with(2, &[]).encode(&old_id);
         for _ in 0..2 {
             assert_eq!(
-                kr.verify_key(&old, &cache),
+                kr.verify_key(old.as_bytes(), &cache),
                 Some((old_id.key(), Some(old_id.clone())))
             );
         }
@@ -473,7 +474,10 @@ mod tests {
         // A second current value replaces the first.
         let next = SessionId::generate().unwrap();
         let w = kr.encode(&next);
-        assert_eq!(kr.verify_key(&w, &cache), Some((next.key(), None)));
+        assert_eq!(
+            kr.verify_key(w.as_bytes(), &cache),
+            Some((next.key(), None))
+        );
         assert_eq!(cache.get(w.as_bytes()), Some(next.key()));
         assert_eq!(cache.get(v.as_bytes()), None);
     }

@@ -54,7 +54,7 @@ impl Manager {
     /// `cache` is the client connection's (see [`VerifyCache`]).
     pub async fn lookup<'a>(
         &self,
-        values: impl Iterator<Item = &'a str>,
+        values: impl Iterator<Item = &'a [u8]>,
         cfg: &SessionConfig,
         route: Option<&str>,
         cache: &VerifyCache,
