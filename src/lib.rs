@@ -21,6 +21,7 @@ pub mod cli;
 pub mod config;
 pub mod identity;
 pub mod metrics;
+pub mod net;
 pub mod proxy;
 pub mod server;
 pub mod session;

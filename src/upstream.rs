@@ -23,6 +23,7 @@ use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
 use crate::config::Config;
+use crate::net::SendLone;
 
 /// Idle connections kept per upstream; the oldest go first beyond that.
 const MAX_IDLE: usize = 1024;
@@ -156,7 +157,7 @@ impl Upstream {
             .set_tcp_keepalive(&keepalive)
             .map_err(UpstreamError::Connect)?;
         let (sender, conn) = http1::Builder::new()
-            .handshake(TokioIo::new(tcp))
+            .handshake(TokioIo::new(SendLone(tcp)))
             .await
             .map_err(UpstreamError::Handshake)?;
         tokio::spawn(async move {

@@ -20,6 +20,7 @@ use super::supervise::{drive, Activity, Graceful, InFlight, Limits, Tracked};
 use super::Drain;
 use crate::app::Shared;
 use crate::config::Server;
+use crate::net::SendLone;
 use crate::proxy::{self, ConnInfo, ProxyBody};
 
 pub(super) async fn serve_tls(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>, drain: Drain) {
@@ -28,7 +29,11 @@ pub(super) async fn serve_tls(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shar
     let server = state.config.server.clone();
     let acceptor = TlsAcceptor::from(state.tls.clone());
     drop(state);
-    let tls = match tokio::time::timeout(server.request_header_timeout, acceptor.accept(tcp)).await
+    let tls = match tokio::time::timeout(
+        server.request_header_timeout,
+        acceptor.accept(SendLone(tcp)),
+    )
+    .await
     {
         Ok(Ok(tls)) => {
             handshake("ok");
