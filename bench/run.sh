@@ -26,6 +26,10 @@
 #   h1            HTTPS keep-alive HTTP/1.1: wrk -t1 -cC -dD --latency
 #   h1-session    as h1, but cloakroom's requests carry a live session whose
 #                 jar holds 10 upstream cookies; nginx does plain proxying
+#   h1-session-app  (not in the default set) cloakroom as in h1-session; nginx's
+#                 requests carry the app's 10 cookies themselves, as a browser
+#                 does with no session proxy in front, so the upstream gets
+#                 the same Cookie header from both proxies
 #   h2            HTTP/2 over TLS (ALPN h2): h2load -t1 -cC -mM -D D (p99 from --log-file)
 #   conn-resumed  a new TCP+TLS connection per request, TLS 1.3 resumption:
 #                 bench/loadgen (rustls client) in `resume` mode
@@ -192,6 +196,16 @@ cpu_busy() {
 }
 
 # ---------------------------------------------------------------- configs
+# The value of the bench app's cookie c<N> (40 + 4N bytes).
+app_cookie_value() { printf 'v%0*d' $((40 + 4 * $1)) "$1"; }
+
+# The Cookie header a browser holding all ten app cookies sends.
+app_cookie_header() {
+  local i out=""
+  for i in 0 1 2 3 4 5 6 7 8 9; do out+="${out:+; }c$i=$(app_cookie_value "$i")"; done
+  echo "$out"
+}
+
 write_upstream_conf() {
   local port=$1 dir=$OUT/nginx-upstream
   mkdir -p "$dir/logs" "$dir/tmp"
@@ -220,7 +234,7 @@ http {
     # h1-session: a "login" that sets 10 cookies, 40-80 bytes each, which
     # cloakroom keeps in the session's jar and replays on every request.
     location = /login {
-$(for i in 0 1 2 3 4 5 6 7 8 9; do printf '      add_header Set-Cookie "c%d=%s; Path=/" always;\n' "$i" "$(printf 'v%0*d' $((40 + 4 * i)) "$i")"; done)
+$(for i in 0 1 2 3 4 5 6 7 8 9; do printf '      add_header Set-Cookie "c%d=%s; Path=/" always;\n' "$i" "$(app_cookie_value "$i")"; done)
       return 200 "$body\n";
     }
   }
@@ -338,12 +352,15 @@ run_load() {
   case $scenario in
     h1)
       taskset -c "$LOAD_CPU" timeout $((secs + 30)) wrk -t1 -c"$CONNS" -d"${secs}s" --latency "$url" >"$out" 2>&1 ;;
-    h1-session)
+    h1-session | h1-session-app)
       # cloakroom: every request carries a live session whose jar holds the
       # upstream's 10 cookies (verify, lookup, jar merge, identity strip).
-      # nginx: the same load as plain proxying, the bar to meet.
+      # nginx: the same load as plain proxying, the bar to meet; in
+      # h1-session-app with the app's cookies sent by the client instead.
       local cookie=()
-      if [[ $port == "$CR_PORT" ]]; then
+      if [[ $port != "$CR_PORT" && $scenario == h1-session-app ]]; then
+        cookie=(-H "Cookie: $(app_cookie_header)")
+      elif [[ $port == "$CR_PORT" ]]; then
         local value
         value=$(curl -sk -D - -o /dev/null --max-time 5 "https://127.0.0.1:$port/login" |
           awk -F'[=;]' 'tolower($0) ~ /^set-cookie: __host-cloakroom=/ {print $2; exit}')
@@ -375,7 +392,7 @@ to_ms() {
 parse_load() {
   local scenario=$1 out=$2 req err p99
   case $scenario in
-    h1 | h1-session)
+    h1 | h1-session | h1-session-app)
       req=$(awk '/requests in/ {print $1; exit}' "$out")
       err=$(awk '/Socket errors:/ {gsub(",", ""); e += $4 + $6 + $8 + $10} /Non-2xx/ {e += $NF} END {print e + 0}' "$out")
       p99=$(to_ms "$(awk '$1 == "99%" {print $2; exit}' "$out")")
