@@ -47,6 +47,10 @@ impl RouteTable {
 
     /// The route for a host (any case, port ignored) and normalised path.
     pub fn select(&self, host: &str, path: &str) -> Option<&Route> {
+        // Every route is for any host: the host need not be looked at.
+        if self.exact.is_empty() && self.wildcard.is_empty() {
+            return self.first_match(&self.any, path);
+        }
         let host = strip_port(host);
         let lower;
         let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
@@ -59,7 +63,7 @@ impl RouteTable {
             true => None,
             false => self.exact.get(host),
         };
-        let candidates = exact
+        let mut candidates = exact
             .into_iter()
             .chain(
                 self.wildcard
@@ -68,15 +72,15 @@ impl RouteTable {
                     .map(|(_, v)| v),
             )
             .chain(std::iter::once(&self.any));
-        for group in candidates {
-            if let Some(&i) = group
-                .iter()
-                .find(|&&i| prefix_matches(&self.routes[i].path_prefix, path))
-            {
-                return Some(&self.routes[i]);
-            }
-        }
-        None
+        candidates.find_map(|group| self.first_match(group, path))
+    }
+
+    /// The longest-prefix route of one host class (kept longest first).
+    fn first_match(&self, group: &[usize], path: &str) -> Option<&Route> {
+        group
+            .iter()
+            .map(|&i| &self.routes[i])
+            .find(|r| prefix_matches(&r.path_prefix, path))
     }
 }
 
@@ -127,6 +131,22 @@ mod tests {
         assert_eq!(pick(&t, "x.b.example.com", "/").unwrap(), "wildb:1");
         assert_eq!(pick(&t, "example.com", "/api/v1").unwrap(), "anyapi:1");
         assert_eq!(pick(&t, "other", "/apiary").unwrap(), "any:1");
+    }
+
+    #[test]
+    fn any_host_only_tables_choose_by_path_alone() {
+        let t = table(&[
+            ("", "/", "root:1"),
+            ("", "/api", "api:1"),
+            ("", "/api/v2", "v2:1"),
+        ]);
+        for host in ["app.example.com", "APP.EXAMPLE.COM:8443", "[::1]:443", ""] {
+            assert_eq!(pick(&t, host, "/api/v2/x").unwrap(), "v2:1", "{host}");
+            assert_eq!(pick(&t, host, "/api/v1").unwrap(), "api:1", "{host}");
+            assert_eq!(pick(&t, host, "/apiary").unwrap(), "root:1", "{host}");
+        }
+        let t = table(&[("", "/only", "only:1")]);
+        assert!(t.select("a.test", "/other").is_none());
     }
 
     #[test]

@@ -31,10 +31,34 @@ pub struct Jar {
     /// the first request after a change and shared by every request after
     /// it (the session is behind an `Arc`), so the usual request — all
     /// cookies match, the browser sends only the session cookie — copies
-    /// nothing. Reset by every change; `None` inside when the joined text
-    /// is not a valid header value.
+    /// nothing. Reset by every change.
     #[serde(skip)]
-    joined: OnceLock<Option<HeaderValue>>,
+    joined: OnceLock<Joined>,
+}
+
+/// What [`Jar::joined_if_all_match`] keeps between changes of the jar.
+#[derive(Debug, Clone)]
+struct Joined {
+    /// `None` when the joined text is not a valid header value.
+    value: Option<HeaderValue>,
+    /// The earliest expiry of any cookie: all are live before it.
+    soonest_expiry: Option<u64>,
+    /// Every cookie is on `Path=/`, so all match every request path.
+    all_root: bool,
+}
+
+impl Joined {
+    fn of(cookies: &[JarCookie]) -> Joined {
+        let mut text = Vec::with_capacity(cookies.iter().map(|c| c.bytes() + 3).sum());
+        for c in cookies {
+            push_pair(&mut text, c.name.as_bytes(), c.value.as_bytes());
+        }
+        Joined {
+            value: HeaderValue::from_maybe_shared(bytes::Bytes::from(text)).ok(),
+            soonest_expiry: cookies.iter().filter_map(|c| c.expires).min(),
+            all_root: cookies.iter().all(|c| c.path == "/"),
+        }
+    }
 }
 
 /// Equal when the cookies are; the cache follows from them.
@@ -146,22 +170,21 @@ impl Jar {
     /// matches `request_path` (always so for `Path=/` cookies); `None` means
     /// use [`Jar::matching`].
     pub fn joined_if_all_match(&self, request_path: &str, now_ms: u64) -> Option<HeaderValue> {
-        let all = !self.cookies.is_empty()
-            && self.cookies.iter().all(|c| {
-                c.expires.is_none_or(|t| t > now_ms) && path_matches(&c.path, request_path)
-            });
-        if !all {
+        if self.cookies.is_empty() {
             return None;
         }
-        self.joined
-            .get_or_init(|| {
-                let mut text = Vec::with_capacity(self.cookies.iter().map(|c| c.bytes() + 3).sum());
-                for c in &self.cookies {
-                    push_pair(&mut text, c.name.as_bytes(), c.value.as_bytes());
-                }
-                HeaderValue::from_maybe_shared(bytes::Bytes::from(text)).ok()
-            })
-            .clone()
+        let joined = self.joined.get_or_init(|| Joined::of(&self.cookies));
+        let live = joined.soonest_expiry.is_none_or(|t| t > now_ms);
+        let matching = (joined.all_root && request_path.starts_with('/'))
+            || self
+                .cookies
+                .iter()
+                .all(|c| path_matches(&c.path, request_path));
+        if live && matching {
+            joined.value.clone()
+        } else {
+            None
+        }
     }
 
     /// Live cookies whose path matches, longer paths first, then in the
@@ -266,6 +289,22 @@ mod tests {
         // An expired cookie is left out, so the whole value cannot be used.
         assert_eq!(joined(&jar, "/app", 11_000), None);
         assert_eq!(sent(&jar, "/app", 11_000), ["b=2", "a=9"]);
+
+        // All on `Path=/`: every request path takes the whole value, until
+        // the first cookie expires.
+        let mut root = Jar::default();
+        put(&mut root, "a=1; Path=/", "/", 0);
+        put(&mut root, "b=2; Path=/; Max-Age=5", "/", 0);
+        put(&mut root, "c=3; Path=/; Max-Age=9", "/", 0);
+        for path in ["/", "/x/y", "/app"] {
+            assert_eq!(
+                joined(&root, path, 4_999).as_deref(),
+                Some("a=1; b=2; c=3"),
+                "{path}"
+            );
+        }
+        assert_eq!(joined(&root, "/", 5_000), None);
+        assert_eq!(sent(&root, "/", 5_000), ["a=1", "c=3"]);
     }
 
     #[test]
