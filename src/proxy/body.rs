@@ -28,7 +28,7 @@ impl ProxyBody {
 
 impl Body for ProxyBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = crate::upstream::BodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,

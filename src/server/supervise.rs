@@ -127,7 +127,7 @@ pub(super) struct InFlight {
 
 impl http_body::Body for InFlight {
     type Data = bytes::Bytes;
-    type Error = hyper::Error;
+    type Error = crate::upstream::BodyError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,

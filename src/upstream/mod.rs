@@ -6,6 +6,10 @@
 //! ended ([`UpstreamBody`]), so a connection is never handed two exchanges
 //! at once. A request that a reused connection could not even send (the
 //! upstream closed it while idle) is retried once on the next connection.
+//!
+//! Requests without a body that are not upgrades take a leaner path
+//! ([`h1`]): no connection task and no channels, which is a fifth of the
+//! proxy's user-space work per request (`docs/performance.md`).
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -24,6 +28,11 @@ use tokio::time::Sleep;
 
 use crate::config::Config;
 use crate::net::SendLone;
+
+mod h1;
+
+/// A body error from either client path.
+pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Idle connections kept per upstream; the oldest go first beyond that.
 const MAX_IDLE: usize = 1024;
@@ -44,6 +53,8 @@ pub enum UpstreamError {
     ResponseTimeout(Duration),
     #[error("upstream closed or reset the connection")]
     Failed(#[source] hyper::Error),
+    #[error("upstream exchange failed")]
+    Exchange(#[source] h1::H1Error),
 }
 
 impl UpstreamError {
@@ -78,6 +89,7 @@ impl Upstream {
                 None => Arc::new(Pool {
                     addr,
                     idle: Mutex::new(VecDeque::new()),
+                    lean: Mutex::new(VecDeque::new()),
                 }),
             };
             pools.push(pool);
@@ -101,13 +113,63 @@ impl Upstream {
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
         let pool = &self.pools[route];
         let mut timer = timers.take(tokio::time::Instant::from_std(sent) + self.response_timeout);
+        // Upgrades carry `Upgrade` after forwarding; bodies need hyper's
+        // concurrent write and read; a non-idempotent request must not be
+        // sent twice, and only hyper knows whether an idle connection had
+        // closed before it sent.
+        let lean = req.method().is_idempotent()
+            && req.body().is_end_stream()
+            && !req.headers().contains_key(http::header::UPGRADE);
         let result = tokio::select! {
             biased;
-            r = self.exchange(pool, req) => r,
+            r = async {
+                match lean {
+                    true => self.lean_exchange(pool, req).await,
+                    false => self.exchange(pool, req).await,
+                }
+            } => r,
             () = timer.as_mut() => Err(UpstreamError::ResponseTimeout(self.response_timeout)),
         };
         timers.put(timer);
         result
+    }
+
+    async fn lean_exchange(
+        &self,
+        pool: &Arc<Pool>,
+        req: Request<Incoming>,
+    ) -> Result<Response<UpstreamBody>, UpstreamError> {
+        let mut retried = false;
+        loop {
+            let pooled = if retried { None } else { pool.checkout_lean() };
+            let (conn, reused) = match pooled {
+                Some(c) => (c, true),
+                None => (
+                    h1::Conn::new(Box::pin(self.connect_tcp(pool)).await?),
+                    false,
+                ),
+            };
+            match h1::exchange(conn, &req).await {
+                Ok(x) => {
+                    let mut resp = Response::new(UpstreamBody {
+                        inner: Inner::Lean(x.body),
+                        lease: None,
+                        pool: Some(pool.clone()),
+                    });
+                    *resp.status_mut() = x.status;
+                    *resp.version_mut() = x.version;
+                    *resp.headers_mut() = x.headers;
+                    return Ok(resp);
+                }
+                // A reused connection that gave nothing back was most likely
+                // closed while idle: an idempotent request goes once more,
+                // on a new connection.
+                Err(f) if reused && !f.answered => {
+                    retried = true;
+                }
+                Err(f) => return Err(UpstreamError::Exchange(f.error)),
+            }
+        }
     }
 
     async fn exchange(
@@ -132,7 +194,11 @@ impl Upstream {
                         sender,
                         pool: pool.clone(),
                     });
-                    return Ok(resp.map(|body| UpstreamBody { body, lease }));
+                    return Ok(resp.map(|body| UpstreamBody {
+                        inner: Inner::Hyper(body),
+                        lease,
+                        pool: None,
+                    }));
                 }
                 Err(mut e) => match e.take_message() {
                     // Not sent at all: the idle connection had been closed.
@@ -147,15 +213,7 @@ impl Upstream {
     }
 
     async fn connect(&self, pool: &Pool) -> Result<SendRequest<Incoming>, UpstreamError> {
-        let tcp = tokio::time::timeout(self.connect_timeout, TcpStream::connect(&*pool.addr))
-            .await
-            .map_err(|_| UpstreamError::ConnectTimeout(self.connect_timeout))?
-            .map_err(UpstreamError::Connect)?;
-        tcp.set_nodelay(true).map_err(UpstreamError::Connect)?;
-        let keepalive = socket2::TcpKeepalive::new().with_time(TCP_KEEPALIVE);
-        socket2::SockRef::from(&tcp)
-            .set_tcp_keepalive(&keepalive)
-            .map_err(UpstreamError::Connect)?;
+        let tcp = self.connect_tcp(pool).await?;
         let (sender, conn) = http1::Builder::new()
             .handshake(TokioIo::new(SendLone(tcp)))
             .await
@@ -166,6 +224,19 @@ impl Upstream {
             }
         });
         Ok(sender)
+    }
+
+    async fn connect_tcp(&self, pool: &Pool) -> Result<TcpStream, UpstreamError> {
+        let tcp = tokio::time::timeout(self.connect_timeout, TcpStream::connect(&*pool.addr))
+            .await
+            .map_err(|_| UpstreamError::ConnectTimeout(self.connect_timeout))?
+            .map_err(UpstreamError::Connect)?;
+        tcp.set_nodelay(true).map_err(UpstreamError::Connect)?;
+        let keepalive = socket2::TcpKeepalive::new().with_time(TCP_KEEPALIVE);
+        socket2::SockRef::from(&tcp)
+            .set_tcp_keepalive(&keepalive)
+            .map_err(UpstreamError::Connect)?;
+        Ok(tcp)
     }
 }
 
@@ -205,11 +276,19 @@ struct Pool {
     /// Oldest first; taken from the back (the most recently used is the
     /// likeliest to still be open).
     idle: Mutex<VecDeque<Idle>>,
+    /// The same, for the lean path's connections.
+    lean: Mutex<VecDeque<LeanIdle>>,
 }
 
 #[derive(Debug)]
 struct Idle {
     sender: SendRequest<Incoming>,
+    since: Instant,
+}
+
+#[derive(Debug)]
+struct LeanIdle {
+    conn: h1::Conn,
     since: Instant,
 }
 
@@ -232,6 +311,25 @@ impl Pool {
         }
         idle.extend(busy.into_iter().rev());
         found
+    }
+
+    /// The most recently used lean connection not idle for too long.
+    fn checkout_lean(&self) -> Option<h1::Conn> {
+        let mut idle = self.lean.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = idle.pop_back()?;
+        (entry.since.elapsed() <= IDLE_TIMEOUT).then_some(entry.conn)
+    }
+
+    fn checkin_lean(&self, conn: h1::Conn) {
+        let now = Instant::now();
+        let mut idle = self.lean.lock().unwrap_or_else(|p| p.into_inner());
+        while idle
+            .front()
+            .is_some_and(|e| now.duration_since(e.since) > IDLE_TIMEOUT || idle.len() >= MAX_IDLE)
+        {
+            idle.pop_front();
+        }
+        idle.push_back(LeanIdle { conn, since: now });
     }
 
     fn checkin(&self, sender: SendRequest<Incoming>) {
@@ -261,8 +359,17 @@ struct Lease {
 /// instead: its unread rest could not be told apart from the next response.
 #[derive(Debug)]
 pub struct UpstreamBody {
-    body: Incoming,
+    inner: Inner,
+    /// The hyper path's connection.
     lease: Option<Lease>,
+    /// Where the lean path's connection goes back to.
+    pool: Option<Arc<Pool>>,
+}
+
+#[derive(Debug)]
+enum Inner {
+    Hyper(Incoming),
+    Lean(h1::LeanBody),
 }
 
 impl std::fmt::Debug for Lease {
@@ -278,33 +385,54 @@ impl UpstreamBody {
         if let Some(lease) = self.lease.take() {
             lease.pool.checkin(lease.sender);
         }
+        if let (Some(pool), Inner::Lean(body)) = (self.pool.take(), &mut self.inner) {
+            if let Some(conn) = body.take_conn() {
+                pool.checkin_lean(conn);
+            }
+        }
     }
 }
 
 impl Body for UpstreamBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let frame = ready!(Pin::new(&mut self.body).poll_frame(cx));
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let frame = match &mut self.inner {
+            Inner::Hyper(body) => {
+                ready!(Pin::new(body).poll_frame(cx)).map(|f| f.map_err(BodyError::from))
+            }
+            Inner::Lean(body) => {
+                ready!(body.poll_data(cx)).map(|d| d.map(Frame::data).map_err(BodyError::from))
+            }
+        };
         match &frame {
             None => self.release(),
-            Some(Ok(_)) if self.body.is_end_stream() => self.release(),
+            Some(Ok(_)) if self.is_end_stream() => self.release(),
             Some(Ok(_)) => {}
-            Some(Err(_)) => self.lease = None,
+            Some(Err(_)) => {
+                self.lease = None;
+                self.pool = None;
+            }
         }
         Poll::Ready(frame)
     }
 
     fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
+        match &self.inner {
+            Inner::Hyper(body) => body.is_end_stream(),
+            Inner::Lean(body) => body.is_end_stream(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
+        match &self.inner {
+            Inner::Hyper(body) => body.size_hint(),
+            Inner::Lean(body) => body.size_hint(),
+        }
     }
 }
 
@@ -312,7 +440,7 @@ impl Drop for UpstreamBody {
     fn drop(&mut self) {
         // A body with nothing to read (HEAD, 204, 304, `Content-Length: 0`)
         // may never be polled: its connection is still reusable.
-        if self.body.is_end_stream() {
+        if self.is_end_stream() {
             self.release();
         }
     }
