@@ -1,4 +1,4 @@
-//! The upstream connection pool (src/upstream.rs) against a raw TCP
+//! The upstream connection pool (src/upstream/) against a raw TCP
 //! upstream whose connection behaviour each test chooses: connections are
 //! reused, one that the upstream closed is never used again, and one whose
 //! response body was not read to the end is never handed a second request.

@@ -19,7 +19,9 @@ use std::task::{ready, Context, Poll};
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, StatusCode, Version};
-use tokio::io::AsyncWriteExt;
+use std::future::Future;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// hyper's client limits, kept so the fast path refuses nothing it took.
@@ -67,13 +69,12 @@ impl Conn {
         if self.buf.capacity() - self.buf.len() < READ_SIZE / 2 {
             self.buf.reserve(READ_SIZE);
         }
-        loop {
-            ready!(self.tcp.poll_read_ready(cx))?;
-            match self.tcp.try_read_buf(&mut self.buf) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                r => return Poll::Ready(r),
-            }
-        }
+        // Through `AsyncRead`, not `try_read_buf`: tokio then takes a short
+        // read as "drained" and waits for the next event, where a
+        // `try_read` would spend a syscall on `EAGAIN` for every response.
+        // The future reads nothing until it is ready, so dropping it when
+        // pending loses nothing.
+        std::pin::pin!(self.tcp.read_buf(&mut self.buf)).poll(cx)
     }
 
     async fn fill(&mut self) -> io::Result<usize> {
