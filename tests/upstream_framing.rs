@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use http::{Method, Request, StatusCode};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
@@ -100,24 +100,7 @@ impl Scripted {
 
 async fn serve(mut tcp: TcpStream) {
     let mut buf = Vec::new();
-    loop {
-        // One request head (no bodies here), bounded.
-        let end = loop {
-            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i + 4;
-            }
-            let mut chunk = [0u8; 4096];
-            match tcp.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-            if buf.len() > 64 * 1024 {
-                return;
-            }
-        };
-        let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-        buf.drain(..end);
-        let path = head.split(' ').nth(1).unwrap_or("/").to_owned();
+    while let Some(path) = read_request_path(&mut tcp, &mut buf).await {
         let (bytes, close) = script(&path);
         if tcp.write_all(bytes).await.is_err() || close {
             return;

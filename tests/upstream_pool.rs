@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use http::StatusCode;
 use http_body_util::BodyExt;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
@@ -69,24 +69,7 @@ impl RawUpstream {
 
 async fn serve(mut tcp: TcpStream, after: After) {
     let mut buf = Vec::new();
-    loop {
-        // One request head (the tests send no bodies), bounded.
-        let head_end = loop {
-            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i + 4;
-            }
-            let mut chunk = [0u8; 4096];
-            match tcp.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-            if buf.len() > 64 * 1024 {
-                return;
-            }
-        };
-        let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-        buf.drain(..head_end);
-        let path = head.split(' ').nth(1).unwrap_or("/").to_owned();
+    while let Some(path) = read_request_path(&mut tcp, &mut buf).await {
         let body = match path.as_str() {
             "/big" => vec![b'x'; BIG],
             p => p.as_bytes().to_vec(),

@@ -24,6 +24,8 @@ use std::future::Future;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::proxy::headers::has_token;
+
 /// hyper's client limits, kept so the fast path refuses nothing it took.
 const MAX_HEADERS: usize = 100;
 const MAX_HEAD_BYTES: usize = 8192 + 4096 * 100;
@@ -209,11 +211,7 @@ fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, H1Error> {
 /// How the body is delimited, and whether the connection may be reused.
 fn framing(is_head: bool, head: &Head) -> Result<(Decode, bool), H1Error> {
     let h = &head.headers;
-    let mut keep = head.version == Version::HTTP_11
-        && !h
-            .get_all(header::CONNECTION)
-            .iter()
-            .any(|v| has_token(v.as_bytes(), b"close"));
+    let mut keep = head.version == Version::HTTP_11 && !has_token(h, &header::CONNECTION, "close");
     let te = h.contains_key(header::TRANSFER_ENCODING);
     let cl = content_length(h)?;
     if te && cl.is_some() {
@@ -266,12 +264,6 @@ fn parse_decimal(b: &[u8]) -> Option<u64> {
     b.iter().try_fold(0u64, |n, &d| {
         n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
     })
-}
-
-fn has_token(value: &[u8], token: &[u8]) -> bool {
-    value
-        .split(|&b| b == b',')
-        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
 }
 
 /// Where the body decoder is.

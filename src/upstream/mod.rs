@@ -153,7 +153,6 @@ impl Upstream {
                 Ok(x) => {
                     let mut resp = Response::new(UpstreamBody {
                         inner: Inner::Lean(x.body),
-                        lease: None,
                         pool: Some(pool.clone()),
                     });
                     *resp.status_mut() = x.status;
@@ -190,14 +189,10 @@ impl Upstream {
             match sender.try_send_request(req).await {
                 Ok(resp) => {
                     // An upgraded connection belongs to the tunnel now.
-                    let lease = (resp.status() != StatusCode::SWITCHING_PROTOCOLS).then(|| Lease {
-                        sender,
-                        pool: pool.clone(),
-                    });
+                    let reusable = resp.status() != StatusCode::SWITCHING_PROTOCOLS;
                     return Ok(resp.map(|body| UpstreamBody {
-                        inner: Inner::Hyper(body),
-                        lease,
-                        pool: None,
+                        inner: Inner::Hyper(body, reusable.then_some(sender)),
+                        pool: reusable.then(|| pool.clone()),
                     }));
                 }
                 Err(mut e) => match e.take_message() {
@@ -275,21 +270,30 @@ struct Pool {
     addr: String,
     /// Oldest first; taken from the back (the most recently used is the
     /// likeliest to still be open).
-    idle: Mutex<VecDeque<Idle>>,
+    idle: Mutex<VecDeque<Idle<SendRequest<Incoming>>>>,
     /// The same, for the lean path's connections.
-    lean: Mutex<VecDeque<LeanIdle>>,
+    lean: Mutex<VecDeque<Idle<h1::Conn>>>,
 }
 
+/// A pooled connection (a hyper handle or a lean one) and when it went idle.
 #[derive(Debug)]
-struct Idle {
-    sender: SendRequest<Incoming>,
+struct Idle<C> {
+    conn: C,
     since: Instant,
 }
 
-#[derive(Debug)]
-struct LeanIdle {
-    conn: h1::Conn,
-    since: Instant,
+/// Adds a connection at the back (most recent), first dropping from the
+/// front those idle too long and any beyond `MAX_IDLE`.
+fn push_idle<C>(list: &Mutex<VecDeque<Idle<C>>>, conn: C) {
+    let now = Instant::now();
+    let mut idle = list.lock().unwrap_or_else(|p| p.into_inner());
+    while idle
+        .front()
+        .is_some_and(|e| now.duration_since(e.since) > IDLE_TIMEOUT || idle.len() >= MAX_IDLE)
+    {
+        idle.pop_front();
+    }
+    idle.push_back(Idle { conn, since: now });
 }
 
 impl Pool {
@@ -301,11 +305,11 @@ impl Pool {
         let mut busy = Vec::new();
         let mut found = None;
         while let Some(entry) = idle.pop_back() {
-            if entry.sender.is_ready() {
-                found = Some(entry.sender);
+            if entry.conn.is_ready() {
+                found = Some(entry.conn);
                 break;
             }
-            if !entry.sender.is_closed() {
+            if !entry.conn.is_closed() {
                 busy.push(entry);
             }
         }
@@ -321,37 +325,14 @@ impl Pool {
     }
 
     fn checkin_lean(&self, conn: h1::Conn) {
-        let now = Instant::now();
-        let mut idle = self.lean.lock().unwrap_or_else(|p| p.into_inner());
-        while idle
-            .front()
-            .is_some_and(|e| now.duration_since(e.since) > IDLE_TIMEOUT || idle.len() >= MAX_IDLE)
-        {
-            idle.pop_front();
-        }
-        idle.push_back(LeanIdle { conn, since: now });
+        push_idle(&self.lean, conn);
     }
 
     fn checkin(&self, sender: SendRequest<Incoming>) {
-        if sender.is_closed() {
-            return;
+        if !sender.is_closed() {
+            push_idle(&self.idle, sender);
         }
-        let now = Instant::now();
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        while idle
-            .front()
-            .is_some_and(|e| now.duration_since(e.since) > IDLE_TIMEOUT || idle.len() >= MAX_IDLE)
-        {
-            idle.pop_front();
-        }
-        idle.push_back(Idle { sender, since: now });
     }
-}
-
-/// A connection on loan to one exchange.
-struct Lease {
-    sender: SendRequest<Incoming>,
-    pool: Arc<Pool>,
 }
 
 /// An upstream response body that returns its connection to the pool once
@@ -360,34 +341,32 @@ struct Lease {
 #[derive(Debug)]
 pub struct UpstreamBody {
     inner: Inner,
-    /// The hyper path's connection.
-    lease: Option<Lease>,
-    /// Where the lean path's connection goes back to.
+    /// Where the connection goes back to; `None` once it must not (an
+    /// upgrade, a body error, or already returned).
     pool: Option<Arc<Pool>>,
 }
 
+/// The body, and the connection that carries it.
 #[derive(Debug)]
 enum Inner {
-    Hyper(Incoming),
+    /// The connection's handle is `None` after an upgrade.
+    Hyper(Incoming, Option<SendRequest<Incoming>>),
     Lean(h1::LeanBody),
-}
-
-impl std::fmt::Debug for Lease {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Lease")
-            .field("pool", &self.pool.addr)
-            .finish()
-    }
 }
 
 impl UpstreamBody {
     fn release(&mut self) {
-        if let Some(lease) = self.lease.take() {
-            lease.pool.checkin(lease.sender);
-        }
-        if let (Some(pool), Inner::Lean(body)) = (self.pool.take(), &mut self.inner) {
-            if let Some(conn) = body.take_conn() {
-                pool.checkin_lean(conn);
+        let Some(pool) = self.pool.take() else { return };
+        match &mut self.inner {
+            Inner::Hyper(_, sender) => {
+                if let Some(sender) = sender.take() {
+                    pool.checkin(sender);
+                }
+            }
+            Inner::Lean(body) => {
+                if let Some(conn) = body.take_conn() {
+                    pool.checkin_lean(conn);
+                }
             }
         }
     }
@@ -402,7 +381,7 @@ impl Body for UpstreamBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let frame = match &mut self.inner {
-            Inner::Hyper(body) => {
+            Inner::Hyper(body, _) => {
                 ready!(Pin::new(body).poll_frame(cx)).map(|f| f.map_err(BodyError::from))
             }
             Inner::Lean(body) => {
@@ -413,24 +392,21 @@ impl Body for UpstreamBody {
             None => self.release(),
             Some(Ok(_)) if self.is_end_stream() => self.release(),
             Some(Ok(_)) => {}
-            Some(Err(_)) => {
-                self.lease = None;
-                self.pool = None;
-            }
+            Some(Err(_)) => self.pool = None,
         }
         Poll::Ready(frame)
     }
 
     fn is_end_stream(&self) -> bool {
         match &self.inner {
-            Inner::Hyper(body) => body.is_end_stream(),
+            Inner::Hyper(body, _) => body.is_end_stream(),
             Inner::Lean(body) => body.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match &self.inner {
-            Inner::Hyper(body) => body.size_hint(),
+            Inner::Hyper(body, _) => body.size_hint(),
             Inner::Lean(body) => body.size_hint(),
         }
     }

@@ -21,7 +21,7 @@ use tempfile::TempDir;
 
 pub use body::{empty, full, Body, Repeat};
 pub use client::*;
-pub use upstream::{Echo, Upstream};
+pub use upstream::{read_request_path, Echo, Upstream};
 
 /// The text of a `proxy.toml`. Listeners are always on `127.0.0.1:0`, the
 /// admin API is off and sessions live in memory, so tests never collide.

@@ -270,3 +270,29 @@ pub async fn resetting() -> (SocketAddr, JoinHandle<()>) {
     });
     (addr, task)
 }
+
+/// For raw upstreams: reads one request head (the tests send no bodies)
+/// into `buf`, takes it out and returns its path; `None` when the proxy
+/// closed the connection or the head passed 64 KiB.
+pub async fn read_request_path(
+    tcp: &mut tokio::net::TcpStream,
+    buf: &mut Vec<u8>,
+) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let mut chunk = [0u8; 4096];
+        match tcp.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+        if buf.len() > 64 * 1024 {
+            return None;
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+    buf.drain(..end);
+    Some(head.split(' ').nth(1).unwrap_or("/").to_owned())
+}
