@@ -5,10 +5,11 @@
 //! The parts: cookie verify (`Keyring::verify`; and a repeat of the same
 //! cookie on one connection, `Keyring::verify_key`), store lookup
 //! (`SessionStore::load`, which shares the stored session), jar merge into the
-//! `Cookie` header (`prepare_request`), and `Set-Cookie` capture
-//! (`SetCookie::parse` + `Jar::store`). The whole: the proxy's own phase
-//! functions in the order `proxy::handle` calls them — `session::begin`,
-//! `Manager::touch_if_due`, `prepare_request`, `Exchange::capture` — once
+//! `Cookie` header (`CookieScan` + `upstream_cookie`), and `Set-Cookie`
+//! capture (`SetCookie::parse` + `Jar::store`). The whole: the proxy's own
+//! session functions in the order `proxy::handle` calls them —
+//! `SessionState::begin` (after the one `Cookie` scan), `SessionState::touch`,
+//! `upstream_cookie`, `Exchange::capture` — once
 //! for a response without `Set-Cookie` and once for one that re-sets a jar
 //! cookie (as Flask does on every request that changes its session).
 //!
@@ -26,12 +27,15 @@ use std::task::{Context, Poll, Waker};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use http::header::{self, HeaderMap, HeaderValue};
 
-use cloakroom::app::State;
 use cloakroom::config::{Config, Route};
-use cloakroom::proxy::session::{begin, prepare_request, Exchange};
+use cloakroom::session::capture::Exchange;
+use cloakroom::session::cookies::{upstream_cookie, CookieScan};
 use cloakroom::session::jar::Jar;
-use cloakroom::session::setcookie::{now_ms, SetCookie};
-use cloakroom::session::{Keyring, Manager, Session, SessionId, SessionKey, VerifyCache};
+use cloakroom::session::setcookie::SetCookie;
+use cloakroom::session::{
+    now_ms, Keyring, Manager, Session, SessionId, SessionKey, SessionState, VerifyCache,
+};
+use cloakroom::state::State;
 use cloakroom::store::{SessionStore, Store};
 
 const SESSIONS: usize = 100_000;
@@ -158,28 +162,31 @@ impl Fixture {
     ) -> usize {
         let cfg = &self.state.config;
         let route = self.route();
-        let mut sess = ready(begin(
+        let scan = CookieScan::new(&request, &cfg.session.cookie_name);
+        let counts = scan.counts();
+        let mut sess = ready(SessionState::begin(
             &self.manager,
-            &self.state,
-            &request,
+            &cfg.session,
+            &scan,
             Some(&route.name),
             verified,
         ))
         .unwrap();
-        let found = sess.live.as_mut().expect("the session is live");
+        assert!(sess.live.is_some(), "the session is live");
         let now = now_ms();
-        ready(self.manager.touch_if_due(found, &cfg.session, now)).unwrap();
-        prepare_request(
+        ready(sess.touch(&self.manager, &cfg.session, now, false)).unwrap();
+        let jar = sess.live.as_ref().and_then(|f| f.session.jar(&route.name));
+        upstream_cookie(
             &mut request,
+            counts,
             &cfg.session.cookie_name,
-            route,
-            sess.live.as_ref().map(|f| &*f.session),
+            jar,
             PATH,
             now,
         );
         let exchange = Exchange {
             manager: &self.manager,
-            state: &self.state,
+            config: cfg,
             route,
             path: PATH,
             is_post: false,
@@ -190,6 +197,13 @@ impl Fixture {
         ready(exchange.capture(&mut sess, &mut response)).unwrap();
         request.get(header::COOKIE).map_or(0, |v| v.len())
     }
+}
+
+/// The jar merge of one request: the one `Cookie` scan, then the rewrite.
+fn merge(headers: &mut HeaderMap, cookie_name: &str, session: &Session, path: &str, now: u64) {
+    let counts = CookieScan::new(headers, cookie_name).counts();
+    let jar = session.jar(&session.route);
+    upstream_cookie(headers, counts, cookie_name, jar, path, now);
 }
 
 fn parts(c: &mut Criterion, f: &Fixture) {
@@ -235,11 +249,10 @@ fn parts(c: &mut Criterion, f: &Fixture) {
         b.iter_batched_ref(
             || f.request.clone(),
             |headers| {
-                prepare_request(
+                merge(
                     headers,
                     &f.state.config.session.cookie_name,
-                    f.route(),
-                    Some(&session),
+                    &session,
                     black_box(PATH),
                     now,
                 )
@@ -262,28 +275,12 @@ fn parts(c: &mut Criterion, f: &Fixture) {
     g.bench_function("jar_merge_session_cookie_only", |b| {
         b.iter_batched_ref(
             || only_session.clone(),
-            |headers| {
-                prepare_request(
-                    headers,
-                    cookie_name,
-                    f.route(),
-                    Some(&session),
-                    black_box(PATH),
-                    now,
-                )
-            },
+            |headers| merge(headers, cookie_name, &session, black_box(PATH), now),
             BatchSize::SmallInput,
         )
     });
     let mut merged = f.request.clone();
-    prepare_request(
-        &mut merged,
-        cookie_name,
-        f.route(),
-        Some(&session),
-        PATH,
-        now,
-    );
+    merge(&mut merged, cookie_name, &session, PATH, now);
     let merged = merged[header::COOKIE].to_str().unwrap();
     assert_eq!(
         merged.matches("; ").count(),

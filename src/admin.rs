@@ -15,13 +15,12 @@ use hyper::service::service_fn;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::app::Shared;
-use crate::proxy::error::plain;
-use crate::proxy::ProxyBody;
+use crate::reply::{plain, ProxyBody};
 use crate::server::Drain;
+use crate::state::Shared;
 use crate::store::SessionStore;
 
-pub(crate) async fn serve(tcp: TcpStream, shared: Arc<Shared>, drain: Drain) {
+pub async fn serve(tcp: TcpStream, shared: Arc<Shared>, drain: Drain) {
     let _guard = drain.track();
     let server = shared.state().config.server.clone();
     let svc = service_fn(move |req: Request<Incoming>| {

@@ -1,26 +1,22 @@
-//! Assembly: build the runtime [`State`] from a [`Config`], bind listeners,
-//! serve, reload on SIGHUP, drain on SIGTERM/SIGINT.
+//! Assembly, at the top of the house: build the [`State`] from a [`Config`],
+//! open the session store and keys, bind the listeners and hand each its
+//! service (proxy, redirect, admin), reload on SIGHUP, drain on
+//! SIGTERM/SIGINT.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
-use rustls::ServerConfig;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::Semaphore;
 
 use crate::config::{Config, LoadError};
-use crate::identity::IdentityHeaders;
-use crate::metrics::RequestCounters;
-use crate::proxy::route::RouteTable;
 use crate::server::{self, Drain};
 use crate::session::codec::KeyError;
 use crate::session::{Keyring, Manager};
+use crate::state::{Shared, State, StateError};
 use crate::store::{OpenError, Store};
 use crate::tls::{self, TlsError};
-use crate::upstream::Upstream;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -28,6 +24,8 @@ pub enum AppError {
     Config(#[from] LoadError),
     #[error(transparent)]
     Tls(#[from] TlsError),
+    #[error(transparent)]
+    State(#[from] StateError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -44,113 +42,6 @@ pub enum AppError {
 
 /// How often ended sessions are purged from the store (SPEC §7.3, §10).
 const PURGE_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
-
-/// Everything a request needs that a reload may replace, swapped whole.
-#[derive(Debug)]
-pub struct State {
-    pub config: Arc<Config>,
-    pub routes: RouteTable,
-    pub tls: Arc<ServerConfig>,
-    pub upstream: Upstream,
-    pub identity: IdentityHeaders,
-    /// `cloakroom_upstream_duration_seconds` per route, by route index.
-    pub upstream_timers: Vec<prometheus::Histogram>,
-    /// `cloakroom_requests_total` per route index, then one for no route.
-    pub request_counters: Vec<RequestCounters>,
-}
-
-impl State {
-    /// Builds the state; certificates must exist (see [`tls::ensure_default_cert`]).
-    pub fn build(config: Config) -> Result<State, AppError> {
-        Ok(State {
-            routes: RouteTable::new(&config.routes),
-            tls: tls::server_config(&config.tls)?,
-            upstream: Upstream::new(&config),
-            identity: IdentityHeaders::new(&config),
-            upstream_timers: config
-                .routes
-                .iter()
-                .map(|r| {
-                    crate::metrics::get()
-                        .upstream_duration
-                        .with_label_values(&[r.name.as_str()])
-                })
-                .collect(),
-            request_counters: config
-                .routes
-                .iter()
-                .map(|r| r.name.as_str())
-                .chain([""])
-                .map(RequestCounters::new)
-                .collect(),
-            config: Arc::new(config),
-        })
-    }
-}
-
-/// Shared by every connection for the life of the process.
-pub struct Shared {
-    state: ArcSwap<State>,
-    /// Sessions outlive reloads: the store and keys are opened once.
-    pub sessions: Arc<Manager>,
-    /// Turns true when websocket tunnels must close (shutdown).
-    closing: watch::Sender<bool>,
-    /// The port the HTTPS listener is bound to (redirects point at it).
-    https_port: AtomicU16,
-}
-
-impl Shared {
-    pub fn new(state: State, sessions: Manager) -> Arc<Self> {
-        let port = state.config.server.listen.port();
-        Arc::new(Shared {
-            state: ArcSwap::from_pointee(state),
-            sessions: Arc::new(sessions),
-            closing: watch::channel(false).0,
-            https_port: AtomicU16::new(port),
-        })
-    }
-
-    pub fn state(&self) -> Arc<State> {
-        self.state.load_full()
-    }
-
-    pub fn https_port(&self) -> u16 {
-        self.https_port.load(Ordering::Relaxed)
-    }
-
-    pub fn closing(&self) -> watch::Receiver<bool> {
-        self.closing.subscribe()
-    }
-
-    /// Re-reads the config file and certificates and swaps them in. On any
-    /// error the running state is kept. Listener addresses and
-    /// `max_connections` apply at the next restart.
-    pub fn reload(&self) -> Result<(), AppError> {
-        let current = self.state();
-        let config = Config::load(&current.config.path)?;
-        tls::ensure_default_cert(&config.tls)?;
-        let next = State::build(config)?;
-        let (old, new) = (&current.config.server, &next.config.server);
-        if old.listen != new.listen
-            || old.redirect_http != new.redirect_http
-            || old.max_connections != new.max_connections
-        {
-            tracing::warn!(
-                "listen addresses and max_connections changed; they apply at the next restart"
-            );
-        }
-        let routes = next.config.routes.len();
-        self.state.store(Arc::new(next));
-        tracing::info!(routes, "configuration reloaded");
-        Ok(())
-    }
-
-    fn reload_logged(&self) {
-        if let Err(e) = self.reload() {
-            tracing::error!(error = %e, "reload rejected; the running configuration is kept");
-        }
-    }
-}
 
 /// Bound sockets, so tests can pass listeners on port 0.
 pub struct Listeners {
@@ -232,7 +123,7 @@ pub async fn serve(
     };
     log_addr("https", &listeners.https);
     if let Ok(addr) = listeners.https.local_addr() {
-        shared.https_port.store(addr.port(), Ordering::Relaxed);
+        shared.set_https_port(addr.port());
     }
     tokio::spawn(server::accept_https(
         listeners.https,
@@ -252,11 +143,12 @@ pub async fn serve(
     if let Some(a) = listeners.admin {
         log_addr("admin", &a);
         // Its own small limit: the admin port must answer while the proxy is full.
-        tokio::spawn(server::accept_admin(
+        let (shared, admin_drain) = (shared.clone(), drain.clone());
+        tokio::spawn(server::accept(
             a,
-            shared.clone(),
             Arc::new(Semaphore::new(64)),
             drain.clone(),
+            move |tcp, _peer| crate::admin::serve(tcp, shared.clone(), admin_drain.clone()),
         ));
     }
     shared.sessions.spawn_purge(PURGE_EVERY);
@@ -265,7 +157,7 @@ pub async fn serve(
     let grace = shared.state().config.server.shutdown_grace;
     tracing::info!(connections = drain.live(), grace = ?grace, "shutting down: draining in-flight requests");
     let left = drain.shutdown(grace).await;
-    shared.closing.send_replace(true);
+    shared.close_tunnels();
     if left > 0 {
         tracing::warn!(
             connections = left,

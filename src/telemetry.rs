@@ -135,18 +135,3 @@ impl Visit for JsonVisitor<'_> {
             .insert(field.name().into(), format!("{value:?}").into());
     }
 }
-
-/// One audit event (SPEC §11): a lifecycle change of a session, by handle.
-pub fn audit(
-    event: &str,
-    key: Option<&crate::session::SessionKey>,
-    user: Option<&str>,
-    route: Option<&str>,
-) {
-    crate::metrics::get()
-        .session_events
-        .with_label_values(&[event])
-        .inc();
-    let handle = key.map(|k| k.handle());
-    tracing::info!(target: "audit", event, session = handle.as_ref().map(|h| h.as_str()), user, route);
-}

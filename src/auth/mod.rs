@@ -3,21 +3,19 @@
 //! `upstream` and `none` providers sends the browser to the app's own login
 //! page. Anything else under the prefix is 404.
 
-use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
-use crate::app::State;
-use crate::config::Provider;
-use crate::proxy::error::json;
-use crate::proxy::guard::{accepts_html, csrf, percent_encode};
-use crate::proxy::session::{store_error, SessionState};
-use crate::proxy::{ProxyBody, ProxyError};
-use crate::session::Manager;
+use crate::config::{Config, Provider};
+use crate::reply::{json, no_content, redirect, ProxyBody, ProxyError};
+use crate::session::csrf::csrf;
+use crate::session::{Manager, SessionState};
+use crate::wire::headers::accepts_html;
+use crate::wire::percent::{percent_decode, percent_encode};
 
 pub async fn serve(
     manager: &Manager,
-    state: &State,
+    config: &Config,
     req: &Request<Incoming>,
     path: &str,
     query: Option<&str>,
@@ -27,20 +25,20 @@ pub async fn serve(
     let method = req.method();
     let read = method == Method::GET || method == Method::HEAD;
     match path {
-        "/.cloakroom/session" if read => Ok(session_info(state, sess)),
+        "/.cloakroom/session" if read => Ok(session_info(config, sess)),
         "/.cloakroom/logout" if method == Method::POST => {
-            if sess.live.is_some() {
-                csrf(&state.config.csrf, method, req.headers(), host)?;
+            if sess.live.is_some() && csrf(&config.csrf, method, req.headers(), host).is_err() {
+                return Err(ProxyError::CsrfRejected);
             }
-            logout(manager, sess).await?;
+            sess.end(manager, "logout", None).await?;
             Ok(if accepts_html(req.headers()) {
                 redirect(StatusCode::SEE_OTHER, "/")
             } else {
                 no_content()
             })
         }
-        "/.cloakroom/login" if read => match state.config.auth.provider {
-            Provider::None | Provider::Upstream => Ok(app_login(state, query)),
+        "/.cloakroom/login" if read => match config.auth.provider {
+            Provider::None | Provider::Upstream => Ok(app_login(config, query)),
             Provider::Local | Provider::Oidc => Err(ProxyError::NotFound),
         },
         _ => Err(ProxyError::NotFound),
@@ -48,11 +46,11 @@ pub async fn serve(
 }
 
 /// `{authenticated, user, email, groups, expires_at}`; never the id.
-fn session_info(state: &State, sess: &SessionState) -> Response<ProxyBody> {
+fn session_info(config: &Config, sess: &SessionState) -> Response<ProxyBody> {
     let identity = sess.identity();
     let expires_at = sess.live.as_ref().map(|f| {
         let t = std::time::UNIX_EPOCH
-            + std::time::Duration::from_millis(f.session.deadline(&state.config.session));
+            + std::time::Duration::from_millis(f.session.deadline(&config.session));
         humantime::format_rfc3339_seconds(t).to_string()
     });
     let body = serde_json::json!({
@@ -65,23 +63,10 @@ fn session_info(state: &State, sess: &SessionState) -> Response<ProxyBody> {
     json(StatusCode::OK, body.to_string())
 }
 
-async fn logout(manager: &Manager, sess: &mut SessionState) -> Result<(), ProxyError> {
-    if let Some(found) = sess.live.take() {
-        manager
-            .end(&found.key, found.session.user(), "logout", None)
-            .await
-            .map_err(store_error)?;
-        sess.clear = true;
-        sess.issue = None;
-    }
-    Ok(())
-}
-
 /// Sends the browser to the app's own login page, keeping `rd` as `next`
 /// when it is a same-origin relative path.
-fn app_login(state: &State, query: Option<&str>) -> Response<ProxyBody> {
-    let login = state
-        .config
+fn app_login(config: &Config, query: Option<&str>) -> Response<ProxyBody> {
+    let login = config
         .auth
         .login_paths
         .first()
@@ -105,51 +90,6 @@ pub fn is_local_path(p: &str) -> bool {
         && !p.chars().any(char::is_control)
 }
 
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        match (
-            b[i],
-            b.get(i + 1).copied().and_then(hex),
-            b.get(i + 2).copied().and_then(hex),
-        ) {
-            (b'%', Some(h), Some(l)) => {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-            }
-            (b'+', _, _) => {
-                out.push(b' ');
-                i += 1;
-            }
-            (c, _, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn redirect(status: StatusCode, location: &str) -> Response<ProxyBody> {
-    let mut resp = Response::new(ProxyBody::empty());
-    *resp.status_mut() = status;
-    if let Ok(v) = HeaderValue::from_str(location) {
-        resp.headers_mut().insert(header::LOCATION, v);
-    }
-    resp.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
-}
-
-fn no_content() -> Response<ProxyBody> {
-    let mut resp = Response::new(ProxyBody::empty());
-    *resp.status_mut() = StatusCode::NO_CONTENT;
-    resp
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,6 +106,5 @@ mod tests {
         ] {
             assert!(!is_local_path(bad), "{bad}");
         }
-        assert_eq!(percent_decode("%2Fa%20b+c"), "/a b c");
     }
 }

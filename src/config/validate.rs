@@ -638,7 +638,7 @@ impl Ctx<'_> {
             });
             let prefix_at = r.path_prefix.as_ref().and_then(at);
             let prefix_text = self.string(r.path_prefix, "/");
-            let path_prefix = match crate::proxy::path::normalise_prefix(&prefix_text) {
+            let path_prefix = match crate::wire::path::normalise_prefix(&prefix_text) {
                 Some(p) => p,
                 None => {
                     self.err(

@@ -1,16 +1,42 @@
-//! Admission checks before anything reaches the upstream: `auth = "required"`
-//! (SPEC §8.3) and the Origin / Sec-Fetch-Site CSRF check (SPEC §9.6).
+//! Phase 4, guard: admission before anything reaches the upstream. A route
+//! with `auth = "required"` needs an identity (SPEC §8.3); an unsafe request
+//! carrying a session must pass the CSRF origin check (§9.6).
 
-use http::header::{self, HeaderMap};
+use http::header::HeaderMap;
 use http::{HeaderValue, Method};
 
-use super::path::under_any;
-use super::ProxyError;
-use crate::config::{Csrf, CsrfMode, Route, RouteAuth};
+use super::{Ctx, ProxyError};
+use crate::config::{Route, RouteAuth};
+use crate::session::audit::audit;
+use crate::session::csrf::csrf;
+use crate::wire::headers::is_navigation;
+use crate::wire::path::under_any;
+use crate::wire::percent::percent_encode;
+
+/// Admits the request to `route`, or says why not.
+pub fn admit(ctx: &Ctx<'_>, route: &Route, headers: &HeaderMap) -> Result<(), ProxyError> {
+    let sess = &ctx.sess;
+    require_identity(
+        route,
+        sess.identity().is_some(),
+        &ctx.method,
+        headers,
+        &ctx.path,
+        ctx.query,
+    )?;
+    if sess.live.is_some()
+        && csrf(&ctx.state.config.csrf, &ctx.method, headers, ctx.host()).is_err()
+    {
+        audit("csrf_rejected", sess.key(), sess.user(), Some(&route.name));
+        return Err(ProxyError::CsrfRejected);
+    }
+    Ok(())
+}
 
 /// Refuses a request to an `auth = "required"` route without an identity,
-/// unless its path is one of the route's `public_paths`.
-pub fn require_identity(
+/// unless its path is one of the route's `public_paths`: a browser
+/// navigation is sent to the login page, anything else gets 401.
+fn require_identity(
     route: &Route,
     has_identity: bool,
     method: &Method,
@@ -34,159 +60,4 @@ pub fn require_identity(
         ));
     }
     Err(ProxyError::Unauthenticated)
-}
-
-/// A browser navigation: GET or HEAD accepting `text/html`.
-pub fn is_navigation(method: &Method, headers: &HeaderMap) -> bool {
-    (method == Method::GET || method == Method::HEAD) && accepts_html(headers)
-}
-
-pub fn accepts_html(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::ACCEPT)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| v.to_ascii_lowercase().contains("text/html"))
-}
-
-/// The CSRF rule: an unsafe request carrying a valid session is refused when
-/// its `Origin` is foreign (or `null`), or, without `Origin`, when
-/// `Sec-Fetch-Site` says `cross-site`.
-pub fn csrf(
-    cfg: &Csrf,
-    method: &Method,
-    headers: &HeaderMap,
-    host: &str,
-) -> Result<(), ProxyError> {
-    if cfg.mode == CsrfMode::Off
-        || !matches!(
-            *method,
-            Method::POST | Method::PUT | Method::PATCH | Method::DELETE
-        )
-    {
-        return Ok(());
-    }
-    match headers.get(header::ORIGIN) {
-        Some(origin) => {
-            let origin = origin.to_str().unwrap_or("null").trim();
-            let own = origin.len() == "https://".len() + host.len()
-                && origin[..8].eq_ignore_ascii_case("https://")
-                && origin[8..].eq_ignore_ascii_case(host);
-            if own
-                || cfg
-                    .allowed_origins
-                    .iter()
-                    .any(|o| o.eq_ignore_ascii_case(origin))
-            {
-                Ok(())
-            } else {
-                Err(ProxyError::CsrfRejected)
-            }
-        }
-        None => match headers.get("sec-fetch-site") {
-            Some(v) if v.as_bytes().eq_ignore_ascii_case(b"cross-site") => {
-                Err(ProxyError::CsrfRejected)
-            }
-            _ => Ok(()),
-        },
-    }
-}
-
-/// Percent-encodes everything but unreserved characters and `/`.
-pub fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() * 3 / 2);
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::Config;
-    use std::path::Path;
-
-    fn csrf_cfg(extra: &str) -> Csrf {
-        let text = format!("[csrf]\n{extra}\n[[route]]\nupstream = \"http://127.0.0.1:1\"\n");
-        Config::parse(Path::new("/x/p.toml"), &text).unwrap().csrf
-    }
-
-    fn h(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
-        pairs
-            .iter()
-            .map(|(k, v)| {
-                (
-                    http::HeaderName::from_static(k),
-                    HeaderValue::from_static(v),
-                )
-            })
-            .collect()
-    }
-
-    #[test]
-    fn s9_6_origin_rules() {
-        let c = csrf_cfg("allowed_origins = [\"https://partner.test\"]");
-        let post = Method::POST;
-        assert!(csrf(
-            &c,
-            &post,
-            &h(&[("origin", "https://app.test:8443")]),
-            "app.test:8443"
-        )
-        .is_ok());
-        assert!(csrf(
-            &c,
-            &post,
-            &h(&[("origin", "https://partner.test")]),
-            "app.test"
-        )
-        .is_ok());
-        assert!(csrf(
-            &c,
-            &post,
-            &h(&[("origin", "https://evil.test")]),
-            "app.test"
-        )
-        .is_err());
-        assert!(csrf(&c, &post, &h(&[("origin", "null")]), "app.test").is_err());
-        assert!(csrf(&c, &post, &h(&[("origin", "http://app.test")]), "app.test").is_err());
-        assert!(csrf(
-            &c,
-            &post,
-            &h(&[("sec-fetch-site", "cross-site")]),
-            "app.test"
-        )
-        .is_err());
-        assert!(csrf(
-            &c,
-            &post,
-            &h(&[("sec-fetch-site", "same-origin")]),
-            "app.test"
-        )
-        .is_ok());
-        assert!(csrf(
-            &c,
-            &Method::GET,
-            &h(&[("origin", "https://evil.test")]),
-            "app.test"
-        )
-        .is_ok());
-        assert!(csrf(
-            &csrf_cfg("mode = \"off\""),
-            &post,
-            &h(&[("origin", "null")]),
-            "app.test"
-        )
-        .is_ok());
-    }
-
-    #[test]
-    fn rd_is_percent_encoded() {
-        assert_eq!(percent_encode("/a b?x=1&y=/"), "/a%20b%3Fx%3D1%26y%3D/");
-    }
 }

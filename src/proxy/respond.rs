@@ -1,15 +1,61 @@
-//! Response rewrite on the way back to the client.
+//! Phase 7, respond: the upstream's response on its way back — the session
+//! decision it carries ([`crate::session::capture`]), hop-by-hop headers
+//! out, a websocket tunnel for a `101` — and [`finish`], which every
+//! response passes, the proxy's own included.
 
 use http::header::{self, HeaderValue};
-use http::Response;
+use http::{Response, StatusCode, Version};
+use hyper::upgrade::OnUpgrade;
 
-use super::body::ProxyBody;
-use super::headers;
+use super::{upgrade, Ctx, ProxyError};
+use crate::config::Route;
+use crate::reply::ProxyBody;
+use crate::session::capture::{has_effects, Exchange};
+use crate::session::now_ms;
 use crate::upstream::UpstreamBody;
+use crate::wire::headers;
+
+/// Applies the response's session effects, then rewrites it for the client.
+pub async fn upstream(
+    ctx: &mut Ctx<'_>,
+    route: &Route,
+    client_upgrade: Option<OnUpgrade>,
+    mut resp: Response<UpstreamBody>,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let cfg = &ctx.state.config;
+    if has_effects(&cfg.auth, resp.headers()) {
+        let exchange = Exchange {
+            manager: &ctx.shared.sessions,
+            config: cfg,
+            route,
+            path: &ctx.path,
+            is_post: ctx.method == http::Method::POST,
+            client_ip: ctx.conn.peer.ip(),
+            user_agent: ctx.user_agent.as_ref(),
+            now: ctx.now.unwrap_or_else(now_ms),
+        };
+        exchange.capture(&mut ctx.sess, resp.headers_mut()).await?;
+    }
+    let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+    if switching {
+        let client = client_upgrade.ok_or(ProxyError::UnexpectedUpgrade)?;
+        let watch = ctx.sess.key().map(|k| upgrade::SessionWatch {
+            shared: ctx.shared.clone(),
+            key: *k,
+        });
+        upgrade::tunnel(
+            client,
+            hyper::upgrade::on(&mut resp),
+            ctx.shared.closing(),
+            watch,
+        );
+    }
+    Ok(rewrite(resp, switching))
+}
 
 /// Hop-by-hop headers out (framing is re-derived by hyper), the upgrade
 /// headers back in for a websocket `101`.
-pub fn rewrite(resp: Response<UpstreamBody>, websocket_101: bool) -> Response<ProxyBody> {
+fn rewrite(resp: Response<UpstreamBody>, websocket_101: bool) -> Response<ProxyBody> {
     let (mut parts, body) = resp.into_parts();
     let h = &mut parts.headers;
     if h.contains_key(header::TRANSFER_ENCODING) {
@@ -21,4 +67,35 @@ pub fn rewrite(resp: Response<UpstreamBody>, websocket_101: bool) -> Response<Pr
         h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     }
     Response::from_parts(parts, ProxyBody::Upstream(body))
+}
+
+/// Headers every response gets: the session cookie, cache rules for
+/// session responses (SPEC §9.5), HSTS, and closing for unread bodies.
+pub fn finish(ctx: &Ctx<'_>, resp: &mut Response<ProxyBody>) {
+    let state = ctx.state;
+    let sess = &ctx.sess;
+    let cookie = sess.response_cookie(&ctx.shared.sessions.keys, &state.config.session);
+    let h = resp.headers_mut();
+    if sess.carried {
+        if !headers::has_any_token(h, &header::VARY, &["cookie", "*"]) {
+            h.append(header::VARY, HeaderValue::from_static("Cookie"));
+        }
+        if !h.contains_key(header::CACHE_CONTROL) {
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private"));
+        }
+    }
+    if let Some(c) = cookie {
+        h.append(header::SET_COOKIE, c);
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    if let Some(hsts) = &state.config.server.hsts {
+        h.insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+    }
+    // A response the proxy made itself has not read the request body; on
+    // HTTP/1 that body must never be parsed as a next request (SPEC §9.5a).
+    let own = matches!(resp.body(), ProxyBody::Full(_));
+    if own && ctx.body_pending && ctx.version <= Version::HTTP_11 {
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
 }

@@ -9,11 +9,11 @@ use tokio::sync::watch;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::app::Shared;
 use crate::session::SessionKey;
+use crate::state::Shared;
 
-use super::headers::has_token;
 use super::ProxyError;
+use crate::wire::headers::has_token;
 
 /// Whether a request asks for a websocket tunnel; errors for refused kinds.
 pub fn classify<B>(req: &Request<B>) -> Result<bool, ProxyError> {

@@ -18,10 +18,11 @@ use tokio_rustls::TlsAcceptor;
 
 use super::supervise::{drive, Activity, Graceful, InFlight, Limits, Tracked};
 use super::Drain;
-use crate::app::Shared;
 use crate::config::Server;
 use crate::net::SendLone;
-use crate::proxy::{self, ConnInfo, ProxyBody};
+use crate::proxy::{self, ConnInfo};
+use crate::reply::ProxyBody;
+use crate::state::Shared;
 
 pub(super) async fn serve_tls(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>, drain: Drain) {
     let _guard = drain.track();
@@ -117,12 +118,8 @@ fn http1_limits(server: &Server) -> Limits {
 
 /// A plain-TCP HTTP/1.1 connection (the redirect and admin listeners),
 /// under the same timeouts as the HTTPS listener's.
-pub(crate) async fn serve_plain<S>(
-    tcp: TcpStream,
-    server: &Server,
-    svc: S,
-    stop: watch::Receiver<bool>,
-) where
+pub async fn serve_plain<S>(tcp: TcpStream, server: &Server, svc: S, stop: watch::Receiver<bool>)
+where
     S: HttpService<Incoming, ResBody = ProxyBody>,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {

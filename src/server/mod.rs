@@ -1,6 +1,8 @@
 //! Listeners: the HTTPS accept loop (TLS handshake, then HTTP/1.1 or HTTP/2
 //! by ALPN) and the optional plain-HTTP redirect listener. Connections are
-//! counted against `max_connections` and drained on shutdown.
+//! counted against `max_connections` and drained on shutdown. Other plain
+//! HTTP services (the admin API) are handed to [`accept`] and
+//! [`serve_plain`] by the caller; this module does not name them.
 
 mod conn;
 mod drain;
@@ -13,9 +15,9 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
-use crate::app::Shared;
+use crate::state::Shared;
 
-pub(crate) use conn::serve_plain;
+pub use conn::serve_plain;
 pub use drain::Drain;
 
 /// Accepts HTTPS connections until `stop` turns true.
@@ -25,21 +27,8 @@ pub async fn accept_https(
     limit: Arc<Semaphore>,
     drain: Drain,
 ) {
-    accept_loop(listener, limit, drain.clone(), move |tcp, peer| {
+    accept(listener, limit, drain.clone(), move |tcp, peer| {
         conn::serve_tls(tcp, peer, shared.clone(), drain.clone())
-    })
-    .await
-}
-
-/// Accepts admin connections (health, readiness, metrics).
-pub async fn accept_admin(
-    listener: TcpListener,
-    shared: Arc<Shared>,
-    limit: Arc<Semaphore>,
-    drain: Drain,
-) {
-    accept_loop(listener, limit, drain.clone(), move |tcp, _peer| {
-        crate::admin::serve(tcp, shared.clone(), drain.clone())
     })
     .await
 }
@@ -51,13 +40,16 @@ pub async fn accept_redirect(
     limit: Arc<Semaphore>,
     drain: Drain,
 ) {
-    accept_loop(listener, limit, drain.clone(), move |tcp, _peer| {
+    accept(listener, limit, drain.clone(), move |tcp, _peer| {
         redirect::serve(tcp, shared.clone(), drain.clone())
     })
     .await
 }
 
-async fn accept_loop<F, Fut>(listener: TcpListener, limit: Arc<Semaphore>, drain: Drain, serve: F)
+/// Accepts connections on `listener` and spawns `serve` for each, holding
+/// one of `limit`'s permits per open connection, until the drain begins.
+/// The admin listener is run through this with its own service.
+pub async fn accept<F, Fut>(listener: TcpListener, limit: Arc<Semaphore>, drain: Drain, serve: F)
 where
     F: Fn(tokio::net::TcpStream, std::net::SocketAddr) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,

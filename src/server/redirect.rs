@@ -13,11 +13,9 @@ use hyper::service::service_fn;
 use tokio::net::TcpStream;
 
 use super::Drain;
-use crate::app::Shared;
-use crate::proxy::error::plain;
-use crate::proxy::forward::client_host;
-use crate::proxy::route::strip_port;
-use crate::proxy::ProxyBody;
+use crate::reply::{plain, ProxyBody};
+use crate::state::Shared;
+use crate::wire::host::{client_host, strip_port};
 
 pub(super) async fn serve(tcp: TcpStream, shared: Arc<Shared>, drain: Drain) {
     let _guard = drain.track();

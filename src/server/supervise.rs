@@ -21,7 +21,7 @@ use atomic_waker::AtomicWaker;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::watch;
 
-use crate::proxy::ProxyBody;
+use crate::reply::ProxyBody;
 
 /// hyper's connection types, which all shut down the same way.
 pub(super) trait Graceful: Future {

@@ -5,12 +5,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::audit::audit;
 use super::codec::{Keyring, SessionId, SessionKey, VerifyCache};
-use super::setcookie::now_ms;
+use super::now_ms;
 use super::{Ended, Session};
 use crate::config::Session as SessionConfig;
 use crate::store::{SessionStore, Store, StoreError};
-use crate::telemetry::audit;
 
 pub struct Manager {
     pub store: Store,

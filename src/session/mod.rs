@@ -1,12 +1,26 @@
 //! Sessions: the server-side record behind the browser's one signed cookie
-//! (SPEC §4–§7). [`codec`] signs and verifies cookie values, [`jar`] keeps
-//! upstream cookies, [`setcookie`] parses and rewrites `Set-Cookie`,
-//! [`manager`] creates, rotates, touches and ends sessions over a store.
+//! (SPEC §4–§8), and every rule about it.
+//!
+//! [`codec`] signs and verifies cookie values; [`cookies`] scans the
+//! request's `Cookie` header once and writes the upstream's; [`request`] is
+//! one request's session state and its transitions; [`capture`] is the
+//! decision taken on the upstream's response; [`csrf`] refuses
+//! cross-site requests riding on the session cookie; [`jar`] keeps upstream
+//! cookies and [`setcookie`] parses and rewrites `Set-Cookie`; [`manager`]
+//! creates, rotates, touches and ends sessions over a store, each change
+//! logged by [`audit`].
 
+pub mod audit;
+pub mod capture;
 pub mod codec;
+pub mod cookies;
+pub mod csrf;
 pub mod jar;
 pub mod manager;
+pub mod request;
 pub mod setcookie;
+
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
@@ -15,6 +29,14 @@ use jar::Jar;
 
 pub use codec::{Keyring, SessionId, SessionKey, VerifyCache};
 pub use manager::Manager;
+pub use request::SessionState;
+
+/// The current time in unix milliseconds: every session time is one.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
 
 /// Who a session belongs to, once someone logged in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -22,6 +44,14 @@ pub struct Identity {
     pub user: String,
     pub email: Option<String>,
     pub groups: Vec<String>,
+}
+
+impl Identity {
+    /// An identity value from an upstream or provider (SPEC §8.4): at most
+    /// 256 bytes, no control characters.
+    pub fn valid_value(v: &str) -> bool {
+        !v.is_empty() && v.len() <= 256 && !v.chars().any(char::is_control)
+    }
 }
 
 /// A session as stored. Times are unix milliseconds.
@@ -154,6 +184,14 @@ mod tests {
         s.started = 15_000;
         assert_eq!(s.ended(&c, 20_000), None);
         assert_eq!(s.deadline(&c), 29_000);
+    }
+
+    #[test]
+    fn s8_4_identity_values_are_bounded_and_printable() {
+        assert!(Identity::valid_value("alice"));
+        assert!(!Identity::valid_value(&"a".repeat(257)));
+        assert!(!Identity::valid_value("a\u{7}b"));
+        assert!(!Identity::valid_value(""));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! `Set-Cookie` from the upstream: parsed for the jar (RFC 6265 §5.2), or
 //! rewritten for the browser (SPEC §6) without disturbing what it keeps.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 use crate::config::SameSite;
 
@@ -149,13 +149,6 @@ pub fn rewrite_for_browser(raw: &str, same_site: SameSite, script_readable: bool
     out
 }
 
-/// The current time in unix milliseconds.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,7 +168,7 @@ mod tests {
             .unwrap();
         assert_eq!(c.expires, Some(1_445_412_480_000));
         assert_eq!(c.path, Some("/y"));
-        assert!(c.deletes(now_ms()));
+        assert!(c.deletes(crate::session::now_ms()));
     }
 
     #[test]

@@ -24,7 +24,7 @@ use std::future::Future;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::proxy::headers::has_token;
+use crate::wire::headers::has_token;
 
 /// hyper's client limits, kept so the fast path refuses nothing it took.
 const MAX_HEADERS: usize = 100;

@@ -4,6 +4,8 @@
 use http::{header, HeaderValue, Response, StatusCode};
 
 use super::body::ProxyBody;
+use super::{json, plain};
+use crate::store::StoreError;
 use crate::upstream::UpstreamError;
 
 #[derive(Debug, thiserror::Error)]
@@ -30,10 +32,10 @@ pub enum ProxyError {
     Unauthenticated,
     #[error("cross-site request refused")]
     CsrfRejected,
-    #[error("session store unavailable")]
-    StoreUnavailable,
-    #[error("session capacity reached")]
-    SessionsFull,
+    /// The session store failed (503, the cookie kept: SPEC §4.3) or is at
+    /// `max_sessions` with nothing to evict (503, SPEC §7.3).
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 impl ProxyError {
@@ -48,9 +50,7 @@ impl ProxyError {
             ProxyError::LoginRequired(_) => StatusCode::FOUND,
             ProxyError::Unauthenticated => StatusCode::UNAUTHORIZED,
             ProxyError::CsrfRejected => StatusCode::FORBIDDEN,
-            ProxyError::StoreUnavailable | ProxyError::SessionsFull => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ProxyError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -61,6 +61,12 @@ impl ProxyError {
         match self {
             ProxyError::Upstream(e) => {
                 tracing::warn!(route, error = %e, cause = ?std::error::Error::source(e), "upstream request failed")
+            }
+            ProxyError::Store(e @ StoreError::Full) => {
+                tracing::warn!(route, error = %e, "session refused")
+            }
+            ProxyError::Store(e) => {
+                tracing::warn!(route, error = %e, cause = ?std::error::Error::source(e), "session store error")
             }
             other => tracing::debug!(route, error = %other, "request refused"),
         }
@@ -82,48 +88,11 @@ impl ProxyError {
             ProxyError::LoginRequired(location) => {
                 h.insert(header::LOCATION, location.clone());
             }
-            ProxyError::StoreUnavailable | ProxyError::SessionsFull => {
+            ProxyError::Store(_) => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             _ => {}
         }
         resp
     }
-}
-
-/// A JSON response made by the proxy itself.
-pub fn json(status: StatusCode, body: impl Into<bytes::Bytes>) -> Response<ProxyBody> {
-    let mut resp = Response::new(ProxyBody::text(body));
-    *resp.status_mut() = status;
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    resp
-}
-
-/// A short plain-text response made by the proxy itself.
-pub fn plain(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
-    let mut body = String::with_capacity(text.len() + 1);
-    body.push_str(text);
-    body.push('\n');
-    let mut resp = Response::new(ProxyBody::text(body));
-    *resp.status_mut() = status;
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    resp
 }

@@ -1,6 +1,9 @@
-//! Header operations as small pure functions, applied in both directions.
+//! Header operations as small pure functions, applied in both directions:
+//! hop-by-hop removal (RFC 9110 §7.6.1), list tokens, `X-Forwarded-*`,
+//! head size, and what a request accepts.
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::Method;
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1, plus the common non-standard ones).
 static HOP_BY_HOP: [HeaderName; 8] = [
@@ -134,31 +137,26 @@ pub fn set_forwarded(
     }
 }
 
-/// Joins several `Cookie` fields (HTTP/2 clients split them) into one, with
-/// `"; "` (RFC 9113 §8.2.3), for the HTTP/1.1 upstream.
-pub fn join_cookie_fields(headers: &mut HeaderMap) {
-    let mut fields = headers.get_all(header::COOKIE).iter();
-    if fields.next().is_none() || fields.next().is_none() {
-        return;
-    }
-    let mut joined = Vec::new();
-    for (i, v) in headers.get_all(header::COOKIE).iter().enumerate() {
-        if i > 0 {
-            joined.extend_from_slice(b"; ");
-        }
-        joined.extend_from_slice(v.as_bytes());
-    }
-    if let Ok(v) = HeaderValue::from_bytes(&joined) {
-        headers.insert(header::COOKIE, v);
-    }
-}
-
 /// Total bytes of header names and values, for `max_request_header_bytes`.
 pub fn size(headers: &HeaderMap) -> usize {
     headers
         .iter()
         .map(|(n, v)| n.as_str().len() + v.len() + 4)
         .sum()
+}
+
+/// A browser navigation: GET or HEAD accepting `text/html`.
+pub fn is_navigation(method: &Method, headers: &HeaderMap) -> bool {
+    (method == Method::GET || method == Method::HEAD) && accepts_html(headers)
+}
+
+/// Whether any `Accept` field names `text/html`.
+pub fn accepts_html(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.to_ascii_lowercase().contains("text/html"))
 }
 
 #[cfg(test)]
@@ -260,14 +258,6 @@ mod tests {
         assert_eq!(h["x-forwarded-for"], "1.1.1.1, 2.2.2.2, 127.0.0.1");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "app.test");
-    }
-
-    #[test]
-    fn cookie_fields_are_joined() {
-        let mut h = map(&[("cookie", "a=1"), ("cookie", "b=2")]);
-        join_cookie_fields(&mut h);
-        assert_eq!(h.get_all("cookie").iter().count(), 1);
-        assert_eq!(h["cookie"], "a=1; b=2");
     }
 
     #[test]

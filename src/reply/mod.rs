@@ -1,0 +1,68 @@
+//! What every listener answers with: the response body type ([`body`]),
+//! the request error and the one place it becomes a response ([`error`]),
+//! and the small responses the proxy makes itself.
+
+pub mod body;
+pub mod error;
+
+use http::header::{self, HeaderValue};
+use http::{Response, StatusCode};
+
+pub use body::ProxyBody;
+pub use error::ProxyError;
+
+/// A JSON response made by the proxy itself.
+pub fn json(status: StatusCode, body: impl Into<bytes::Bytes>) -> Response<ProxyBody> {
+    let mut resp = Response::new(ProxyBody::text(body));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    resp
+}
+
+/// A short plain-text response made by the proxy itself.
+pub fn plain(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
+    let mut body = String::with_capacity(text.len() + 1);
+    body.push_str(text);
+    body.push('\n');
+    let mut resp = Response::new(ProxyBody::text(body));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    resp
+}
+
+/// A redirect made by the proxy itself; never cached.
+pub fn redirect(status: StatusCode, location: &str) -> Response<ProxyBody> {
+    let mut resp = Response::new(ProxyBody::empty());
+    *resp.status_mut() = status;
+    if let Ok(v) = HeaderValue::from_str(location) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// `204 No Content`.
+pub fn no_content() -> Response<ProxyBody> {
+    let mut resp = Response::new(ProxyBody::empty());
+    *resp.status_mut() = StatusCode::NO_CONTENT;
+    resp
+}

@@ -1,0 +1,133 @@
+//! The session of one request: what its cookies led to (SPEC §4.3), its
+//! transitions — touched (§7.1, §7.2a), ended (logout, §8.7), created or
+//! rotated by the response ([`super::capture`]) — and the session cookie the
+//! response must carry (§4.2, §4.4).
+
+use http::HeaderValue;
+
+use super::codec::{Handle, SessionId, SessionKey, VerifyCache};
+use super::cookies::{session_cookie, CookieScan};
+use super::manager::{Found, Lookup, Manager};
+use super::{now_ms, Identity};
+use crate::config::Session as SessionConfig;
+use crate::store::StoreError;
+
+/// What the request's cookies led to, and what the response must say.
+#[derive(Debug, Default)]
+pub struct SessionState {
+    pub live: Option<Found>,
+    /// The request carried a live session (responses get `Vary: Cookie`).
+    pub carried: bool,
+    /// A session cookie to send: created, rotated or re-signed.
+    pub issue: Option<SessionId>,
+    /// Clear the browser's session cookie.
+    pub clear: bool,
+}
+
+impl SessionState {
+    /// Looks up the session named by the request's session cookies: the
+    /// first that verifies and names a live session wins; cookies that name
+    /// none are cleared; a fallback-key cookie is re-issued.
+    pub async fn begin(
+        manager: &Manager,
+        cfg: &SessionConfig,
+        cookies: &CookieScan<'_>,
+        route: Option<&str>,
+        cache: &VerifyCache,
+    ) -> Result<SessionState, StoreError> {
+        if cookies.sessions == 0 {
+            return Ok(SessionState::default());
+        }
+        let lookup = manager
+            .lookup(cookies.session_values(), cfg, route, cache)
+            .await?;
+        Ok(match lookup {
+            Lookup::NoCookie => SessionState::default(),
+            Lookup::Invalid => SessionState {
+                clear: true,
+                ..Default::default()
+            },
+            Lookup::Live(mut found) => SessionState {
+                issue: found.resign.take(),
+                carried: true,
+                live: Some(*found),
+                clear: false,
+            },
+        })
+    }
+
+    pub fn identity(&self) -> Option<&Identity> {
+        self.live.as_ref().and_then(|f| f.session.identity.as_ref())
+    }
+
+    pub fn key(&self) -> Option<&SessionKey> {
+        self.live.as_ref().map(|f| &f.key)
+    }
+
+    pub fn user(&self) -> Option<&str> {
+        self.identity().map(|i| i.user.as_str())
+    }
+
+    /// The handle for logs, never the id.
+    pub fn handle(&self) -> Option<Handle> {
+        self.key().map(SessionKey::handle)
+    }
+
+    /// Records activity when `touch_interval` has passed, unless the
+    /// request is passive (SPEC §7.2a).
+    pub async fn touch(
+        &mut self,
+        manager: &Manager,
+        cfg: &SessionConfig,
+        now: u64,
+        passive: bool,
+    ) -> Result<(), StoreError> {
+        match self.live.as_mut() {
+            Some(found) if !passive => manager.touch_if_due(found, cfg, now).await,
+            _ => Ok(()),
+        }
+    }
+
+    /// Ends the live session (`event`: `logout`, …) and clears the cookie.
+    /// The one way a request logs out: `/.cloakroom/logout`, the upstream's
+    /// logout header and the app's logout paths all come here.
+    pub async fn end(
+        &mut self,
+        manager: &Manager,
+        event: &str,
+        route: Option<&str>,
+    ) -> Result<(), StoreError> {
+        if let Some(found) = self.live.take() {
+            manager
+                .end(&found.key, found.session.user(), event, route)
+                .await?;
+            self.clear = true;
+            self.issue = None;
+        }
+        Ok(())
+    }
+
+    /// The `Set-Cookie` the response carries: the session's new or re-signed
+    /// cookie, a clearing one, or none.
+    pub fn response_cookie(
+        &self,
+        keys: &super::Keyring,
+        cfg: &SessionConfig,
+    ) -> Option<HeaderValue> {
+        match (&self.issue, self.clear) {
+            (Some(id), _) => {
+                let value = keys.encode(id);
+                let max_age = cfg.persistent.then(|| {
+                    let deadline = self
+                        .live
+                        .as_ref()
+                        .map_or(0, |f| f.session.absolute_deadline(cfg));
+                    deadline.saturating_sub(now_ms()) / 1000
+                });
+                Some(session_cookie(cfg, Some(&value), max_age))
+            }
+            (None, true) => Some(session_cookie(cfg, None, None)),
+            (None, false) => None,
+        }
+    }
+}

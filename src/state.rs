@@ -1,0 +1,145 @@
+//! Per-process state: the [`State`] a request reads (config, routes,
+//! certificates, upstream pools, identity header names, per-route metrics),
+//! swapped whole on reload, and the [`Shared`] handle every connection holds,
+//! which also owns what outlives a reload (the session manager).
+
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use rustls::ServerConfig;
+use tokio::sync::watch;
+
+use crate::config::{Config, LoadError};
+use crate::identity::IdentityHeaders;
+use crate::metrics::RequestCounters;
+use crate::route::RouteTable;
+use crate::session::Manager;
+use crate::tls::{self, TlsError};
+use crate::upstream::Upstream;
+
+/// Why a configuration could not become a [`State`].
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error(transparent)]
+    Config(#[from] LoadError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+}
+
+/// Everything a request needs that a reload may replace, swapped whole.
+#[derive(Debug)]
+pub struct State {
+    pub config: Arc<Config>,
+    pub routes: RouteTable,
+    pub tls: Arc<ServerConfig>,
+    pub upstream: Upstream,
+    pub identity: IdentityHeaders,
+    /// `cloakroom_upstream_duration_seconds` per route, by route index.
+    pub upstream_timers: Vec<prometheus::Histogram>,
+    /// `cloakroom_requests_total` per route index, then one for no route.
+    pub request_counters: Vec<RequestCounters>,
+}
+
+impl State {
+    /// Builds the state; certificates must exist (see [`tls::ensure_default_cert`]).
+    pub fn build(config: Config) -> Result<State, StateError> {
+        Ok(State {
+            routes: RouteTable::new(&config.routes),
+            tls: tls::server_config(&config.tls)?,
+            upstream: Upstream::new(&config),
+            identity: IdentityHeaders::new(&config),
+            upstream_timers: config
+                .routes
+                .iter()
+                .map(|r| {
+                    crate::metrics::get()
+                        .upstream_duration
+                        .with_label_values(&[r.name.as_str()])
+                })
+                .collect(),
+            request_counters: config
+                .routes
+                .iter()
+                .map(|r| r.name.as_str())
+                .chain([""])
+                .map(RequestCounters::new)
+                .collect(),
+            config: Arc::new(config),
+        })
+    }
+}
+
+/// Shared by every connection for the life of the process.
+pub struct Shared {
+    state: ArcSwap<State>,
+    /// Sessions outlive reloads: the store and keys are opened once.
+    pub sessions: Arc<Manager>,
+    /// Turns true when websocket tunnels must close (shutdown).
+    closing: watch::Sender<bool>,
+    /// The port the HTTPS listener is bound to (redirects point at it).
+    https_port: AtomicU16,
+}
+
+impl Shared {
+    pub fn new(state: State, sessions: Manager) -> Arc<Self> {
+        let port = state.config.server.listen.port();
+        Arc::new(Shared {
+            state: ArcSwap::from_pointee(state),
+            sessions: Arc::new(sessions),
+            closing: watch::channel(false).0,
+            https_port: AtomicU16::new(port),
+        })
+    }
+
+    pub fn state(&self) -> Arc<State> {
+        self.state.load_full()
+    }
+
+    pub fn https_port(&self) -> u16 {
+        self.https_port.load(Ordering::Relaxed)
+    }
+
+    pub fn closing(&self) -> watch::Receiver<bool> {
+        self.closing.subscribe()
+    }
+
+    /// Records the port the HTTPS listener really bound (port 0 in tests).
+    pub fn set_https_port(&self, port: u16) {
+        self.https_port.store(port, Ordering::Relaxed);
+    }
+
+    /// Closes every websocket tunnel (the end of a shutdown).
+    pub fn close_tunnels(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// Re-reads the config file and certificates and swaps them in. On any
+    /// error the running state is kept. Listener addresses and
+    /// `max_connections` apply at the next restart.
+    pub fn reload(&self) -> Result<(), StateError> {
+        let current = self.state();
+        let config = Config::load(&current.config.path)?;
+        tls::ensure_default_cert(&config.tls)?;
+        let next = State::build(config)?;
+        let (old, new) = (&current.config.server, &next.config.server);
+        if old.listen != new.listen
+            || old.redirect_http != new.redirect_http
+            || old.max_connections != new.max_connections
+        {
+            tracing::warn!(
+                "listen addresses and max_connections changed; they apply at the next restart"
+            );
+        }
+        let routes = next.config.routes.len();
+        self.state.store(Arc::new(next));
+        tracing::info!(routes, "configuration reloaded");
+        Ok(())
+    }
+
+    pub fn reload_logged(&self) {
+        if let Err(e) = self.reload() {
+            tracing::error!(error = %e, "reload rejected; the running configuration is kept");
+        }
+    }
+}

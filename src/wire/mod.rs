@@ -1,0 +1,10 @@
+//! HTTP building blocks every layer uses (named `wire`, not `http`, so it
+//! is never mistaken for the `http` crate), as small pure functions with the
+//! RFCs they follow: header operations ([`headers`]), the request's host
+//! ([`host`]), the one normalised path ([`path`]) and percent-encoding
+//! ([`percent`]). Nothing here knows about routes, sessions or listeners.
+
+pub mod headers;
+pub mod host;
+pub mod path;
+pub mod percent;
