@@ -4,6 +4,7 @@
 //! [`manager`] creates, rotates, touches and ends sessions over a store.
 
 pub mod codec;
+mod cookie_date;
 pub mod jar;
 pub mod manager;
 pub mod setcookie;
