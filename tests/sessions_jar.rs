@@ -3,7 +3,7 @@
 
 mod support;
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use http::{header, Request};
 use support::session::*;
@@ -70,6 +70,45 @@ async fn s5_1_upstream_set_cookie_goes_to_jar_not_browser() {
     let fits = format!("Set-Cookie: big={}; Path=/", "v".repeat(4093));
     b.get(&scripted("/", &[&fits])).await;
     assert_eq!(upstream_cookies(&b.get("/").await).len(), 1);
+}
+
+/// §5.1's "a past `Expires` deletes; `Expires` expires the entry", with
+/// `Expires` read as browsers read it (the RFC 6265 §5.1.1 cookie-date
+/// algorithm), not only as an HTTP-date: legacy stacks still send these.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s5_1_expires_in_legacy_date_spellings_deletes_and_expires() {
+    let app = App::start("app").await;
+    let proxy = proxy_with(&app, "", "").await;
+    let mut b = Browser::new(&proxy);
+    // About 3 s from now, spelled with dashes: not an HTTP-date.
+    let soon = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(3));
+    let soon = soon.replacen(' ', "-", 3).replacen('-', " ", 1);
+    b.get(&scripted(
+        "/",
+        &[
+            "Set-Cookie: a=1; Path=/",
+            "Set-Cookie: b=2; Path=/",
+            "Set-Cookie: keep=3; Path=/; Expires=Sat, 31-Dec-44 23:59:59 GMT",
+            &format!("Set-Cookie: soon=4; Path=/; Expires={soon}"),
+        ],
+    ))
+    .await;
+    assert_eq!(
+        upstream_cookies(&b.get("/").await),
+        ["a=1", "b=2", "keep=3", "soon=4"],
+        "{soon}"
+    );
+    b.get(&scripted(
+        "/",
+        &[
+            "Set-Cookie: a=; Path=/; Expires=Thu, 01-Jan-1970 00:00:01 GMT",
+            "Set-Cookie: b=; Path=/; Expires=Thu, 01-Jan-70 00:00:01 GMT",
+        ],
+    ))
+    .await;
+    assert_eq!(upstream_cookies(&b.get("/").await), ["keep=3", "soon=4"]);
+    tokio::time::sleep(Duration::from_millis(3200)).await;
+    assert_eq!(upstream_cookies(&b.get("/").await), ["keep=3"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,6 +13,7 @@
 pub mod audit;
 pub mod capture;
 pub mod codec;
+mod cookie_date;
 pub mod cookies;
 pub mod csrf;
 pub mod jar;

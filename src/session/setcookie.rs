@@ -1,8 +1,6 @@
 //! `Set-Cookie` from the upstream: parsed for the jar (RFC 6265 §5.2), or
 //! rewritten for the browser (SPEC §6) without disturbing what it keeps.
 
-use std::time::UNIX_EPOCH;
-
 use crate::config::SameSite;
 
 /// Largest name plus value accepted (SPEC §5.1).
@@ -33,7 +31,7 @@ pub struct SetCookie<'a> {
     pub path: Option<&'a str>,
     /// Seconds; takes precedence over `expires`.
     pub max_age: Option<i64>,
-    /// Unix milliseconds.
+    /// Unix milliseconds; 0 for any date before 1970.
     pub expires: Option<u64>,
 }
 
@@ -73,11 +71,10 @@ impl<'a> SetCookie<'a> {
                     c.max_age = Some(n);
                 }
             } else if k.eq_ignore_ascii_case("expires") {
-                if let Ok(t) = httpdate::parse_http_date(v) {
-                    c.expires = Some(
-                        t.duration_since(UNIX_EPOCH)
-                            .map_or(0, |d| d.as_millis() as u64),
-                    );
+                // Read as browsers do (RFC 6265 §5.1.1), not only as an
+                // HTTP-date; one that fails to parse is ignored (§5.2.1).
+                if let Some(t) = super::cookie_date::parse(v) {
+                    c.expires = Some(t.unix_ms());
                 }
             }
         }
@@ -169,6 +166,28 @@ mod tests {
         assert_eq!(c.expires, Some(1_445_412_480_000));
         assert_eq!(c.path, Some("/y"));
         assert!(c.deletes(crate::session::now_ms()));
+    }
+
+    #[test]
+    fn expires_in_cookie_date_spellings_deletes() {
+        for expires in [
+            "Thu, 01-Jan-1970 00:00:01 GMT",
+            "Thu, 01-Jan-70 00:00:01 GMT",
+            "Thursday, 01-Jan-70 00:00:01",
+            "Thu Jan  1 00:00:01 1970",
+            "Mon, 01 Jan 1601 00:00:00 GMT",
+        ] {
+            let raw = format!("a=; Path=/; Expires={expires}");
+            let c = SetCookie::parse(&raw).unwrap();
+            assert!(c.deletes(crate::session::now_ms()), "{expires}");
+        }
+        let c = SetCookie::parse("a=1; Expires=Fri, 31-Dec-99 23:59:59").unwrap();
+        assert_eq!(c.expires, Some(946_684_799_000));
+        let c = SetCookie::parse("a=1; Expires=Sat, 31-Dec-44 23:59:59 GMT").unwrap();
+        assert!(!c.deletes(crate::session::now_ms()));
+        // One that does not parse is ignored: a session cookie.
+        let c = SetCookie::parse("a=1; Expires=Wed, 09 Jun 1600 10:18:14 GMT").unwrap();
+        assert_eq!(c.expiry(crate::session::now_ms()), None);
     }
 
     #[test]
