@@ -90,8 +90,8 @@ pub async fn begin(
 pub fn store_error(e: StoreError) -> ProxyError {
     match e {
         StoreError::Full => ProxyError::SessionsFull,
-        StoreError::Unavailable(_) => {
-            tracing::warn!(error = %e, "session store error");
+        StoreError::Unavailable { ref source, .. } => {
+            tracing::warn!(error = %e, cause = %source, "session store error");
             ProxyError::StoreUnavailable
         }
     }
@@ -439,7 +439,7 @@ mod tests {
 
     #[test]
     fn s4_3_store_error_is_503_and_keeps_the_cookie() {
-        let e = store_error(StoreError::Unavailable("connection refused".into()));
+        let e = store_error(StoreError::unavailable("load", "connection refused"));
         assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);
         let resp = e.respond(None);
         assert_eq!(resp.headers()[header::RETRY_AFTER], "1");

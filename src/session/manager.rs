@@ -214,6 +214,8 @@ fn set_deadline(session: &mut Arc<Session>, cfg: &SessionConfig) {
 }
 
 fn fresh_id() -> Result<SessionId, StoreError> {
-    SessionId::generate()
-        .map_err(|_| StoreError::Unavailable("the system random generator failed".into()))
+    SessionId::generate().map_err(|_| {
+        let source = std::io::Error::other("the system random generator failed");
+        StoreError::unavailable("draw a session id", source)
+    })
 }

@@ -13,13 +13,35 @@ use crate::session::{Session, SessionKey};
 
 pub use memory::MemoryStore;
 
+/// A backend's own error (I/O, SQLite, Redis), kept whole as a source.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Why a store call failed. Neither variant means "no such session": that
+/// is `Ok(None)` / `Ok(false)`, and a request that meets an error gets 503
+/// with its cookie kept (SPEC §4.3).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// `max_sessions` reached and nothing could be evicted (SPEC §7.3).
     #[error("the session store is full")]
     Full,
-    #[error("the session store is unavailable: {0}")]
-    Unavailable(String),
+    /// The backend could not answer. `op` names the call (`"load"`,
+    /// `"rotate"`, ...); `source` is the backend's error. Neither may carry
+    /// a session id, key or cookie value: this is logged.
+    #[error("the session store failed to {op}")]
+    Unavailable {
+        op: &'static str,
+        #[source]
+        source: BoxError,
+    },
+}
+
+impl StoreError {
+    pub fn unavailable(op: &'static str, source: impl Into<BoxError>) -> Self {
+        StoreError::Unavailable {
+            op,
+            source: source.into(),
+        }
+    }
 }
 
 /// What a session store does. Every write is keyed by [`SessionKey`] and
@@ -96,7 +118,7 @@ macro_rules! dispatch {
         };
         let m = crate::metrics::get();
         m.store_ops.$op.observe(started.elapsed().as_secs_f64());
-        if matches!(r, Err(StoreError::Unavailable(_))) {
+        if matches!(r, Err(StoreError::Unavailable { .. })) {
             m.store_errors.inc();
         }
         r
