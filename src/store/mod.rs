@@ -65,23 +65,28 @@ pub trait SessionStore: Send + Sync {
         key: &SessionKey,
         session: &Arc<Session>,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
-    /// Records activity; `false` when the session is gone.
+    /// Records activity: sets `last_seen` and `expires_at`; `false` when
+    /// the session is gone, in which case nothing is written.
     fn touch(
         &self,
         key: &SessionKey,
         last_seen: u64,
         expires_at: u64,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
-    /// Atomically moves a session to a new key: the old key stops working.
+    /// Atomically moves a session to a new key, storing `session` there:
+    /// the old key stops working at once. `false` when the old session is
+    /// gone (ended or revoked meanwhile), in which case nothing is written:
+    /// a rotation must not bring a revoked session back.
     fn rotate(
         &self,
         old: &SessionKey,
         new: &SessionKey,
         session: &Arc<Session>,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// Removes a session; `true` when it existed.
     fn delete(&self, key: &SessionKey) -> impl Future<Output = Result<bool, StoreError>> + Send;
-    /// Removes sessions that ended by `now`; returns how many.
+    /// Removes every session whose `expires_at` is at or before `now`;
+    /// returns how many.
     fn purge(&self, now: u64) -> impl Future<Output = Result<usize, StoreError>> + Send;
     /// Sessions held.
     fn count(&self) -> impl Future<Output = Result<usize, StoreError>> + Send;
@@ -148,7 +153,7 @@ impl SessionStore for Store {
         old: &SessionKey,
         new: &SessionKey,
         session: &Arc<Session>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         dispatch!(self, rotate, s => s.rotate(old, new, session).await)
     }
     async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {
