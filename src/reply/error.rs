@@ -96,3 +96,23 @@ impl ProxyError {
         resp
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn s4_3_store_error_is_503_and_keeps_the_cookie() {
+        let e = ProxyError::from(StoreError::unavailable("load", "connection refused"));
+        assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let resp = e.respond(None);
+        assert_eq!(resp.headers()[header::RETRY_AFTER], "1");
+        // The error response itself never clears the session cookie; only a
+        // lookup that found no live session does.
+        assert!(!resp.headers().contains_key(header::SET_COOKIE));
+        assert_eq!(
+            ProxyError::from(StoreError::Full).status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
+}

@@ -89,16 +89,14 @@ impl Exchange<'_> {
         let route = Some(self.route.name.as_str());
         match sess.live.take() {
             Some(found) if identity_changed || login_post => {
-                let (id, key) = self
+                let rotated = self
                     .manager
                     .rotate(&found.key, &mut session, session_cfg, route)
                     .await?;
-                sess.issue = Some(id);
-                sess.live = Some(Found {
-                    key,
-                    session,
-                    resign: None,
-                });
+                match rotated {
+                    Some((id, key)) => sess.issued(id, key, session),
+                    None => sess.ended_elsewhere(),
+                }
             }
             Some(found) => {
                 if self
@@ -108,9 +106,7 @@ impl Exchange<'_> {
                 {
                     sess.live = Some(Found { session, ..found });
                 } else {
-                    // Ended while the upstream answered (logout elsewhere).
-                    sess.clear = true;
-                    sess.issue = None;
+                    sess.ended_elsewhere();
                 }
             }
             None => {
@@ -119,16 +115,10 @@ impl Exchange<'_> {
                     .manager
                     .create(&mut session, session_cfg, route)
                     .await?;
-                sess.issue = Some(id);
-                sess.clear = false;
-                sess.live = Some(Found {
-                    key,
-                    session,
-                    resign: None,
-                });
+                sess.issued(id, key, session);
             }
         }
-        if identity_changed {
+        if identity_changed && sess.live.is_some() {
             audit("login", sess.key(), sess.user(), route);
         }
         Ok(())

@@ -122,19 +122,23 @@ impl Manager {
     }
 
     /// Moves a session to a fresh id; the old one stops working at once.
+    /// `None` when the old one had already ended (nothing is written: a
+    /// rotation never brings back a revoked session).
     pub async fn rotate(
         &self,
         old: &SessionKey,
         session: &mut Arc<Session>,
         cfg: &SessionConfig,
         route: Option<&str>,
-    ) -> Result<(SessionId, SessionKey), StoreError> {
+    ) -> Result<Option<(SessionId, SessionKey)>, StoreError> {
         let id = fresh_id()?;
         let key = id.key();
         set_deadline(session, cfg);
-        self.store.rotate(old, &key, session).await?;
+        if !self.store.rotate(old, &key, session).await? {
+            return Ok(None);
+        }
         audit("rotated", Some(&key), session.user(), route);
-        Ok((id, key))
+        Ok(Some((id, key)))
     }
 
     /// Records activity when `touch_interval` has passed since the last write.
@@ -214,6 +218,8 @@ fn set_deadline(session: &mut Arc<Session>, cfg: &SessionConfig) {
 }
 
 fn fresh_id() -> Result<SessionId, StoreError> {
-    SessionId::generate()
-        .map_err(|_| StoreError::Unavailable("the system random generator failed".into()))
+    SessionId::generate().map_err(|_| {
+        let source = std::io::Error::other("the system random generator failed");
+        StoreError::unavailable("draw a session id", source)
+    })
 }

@@ -3,12 +3,14 @@
 //! rotated by the response ([`super::capture`]) — and the session cookie the
 //! response must carry (§4.2, §4.4).
 
+use std::sync::Arc;
+
 use http::HeaderValue;
 
 use super::codec::{Handle, SessionId, SessionKey, VerifyCache};
 use super::cookies::{session_cookie, CookieScan};
 use super::manager::{Found, Lookup, Manager};
-use super::{now_ms, Identity};
+use super::{now_ms, Identity, Session};
 use crate::config::Session as SessionConfig;
 use crate::store::StoreError;
 
@@ -105,6 +107,26 @@ impl SessionState {
             self.issue = None;
         }
         Ok(())
+    }
+
+    /// The session now lives under a new id (created or rotated): the
+    /// response sends its cookie.
+    pub fn issued(&mut self, id: SessionId, key: SessionKey, session: Arc<Session>) {
+        self.issue = Some(id);
+        self.clear = false;
+        self.live = Some(Found {
+            key,
+            session,
+            resign: None,
+        });
+    }
+
+    /// The session ended while the upstream answered (a logout or
+    /// revocation elsewhere): nothing is written, the cookie is cleared.
+    pub fn ended_elsewhere(&mut self) {
+        self.live = None;
+        self.issue = None;
+        self.clear = true;
     }
 
     /// The `Set-Cookie` the response carries: the session's new or re-signed

@@ -3,7 +3,7 @@
 
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use dashmap::DashMap;
 
@@ -48,6 +48,11 @@ type KeyMap = DashMap<SessionKey, Arc<Session>, BuildHasherDefault<KeyHasher>>;
 pub struct MemoryStore {
     map: KeyMap,
     max: AtomicUsize,
+    /// Held by `create` from its capacity check to its insert, so creates
+    /// racing at the cap cannot each see room for one and overshoot it, nor
+    /// evict the same victims and report `Full` with room made. Only
+    /// creates take it; the other calls only shrink the map or keep its size.
+    creating: Mutex<()>,
 }
 
 impl MemoryStore {
@@ -55,6 +60,7 @@ impl MemoryStore {
         MemoryStore {
             map: KeyMap::default(),
             max: AtomicUsize::new(max_sessions),
+            creating: Mutex::new(()),
         }
     }
 
@@ -96,7 +102,10 @@ impl SessionStore for MemoryStore {
 
     async fn create(&self, key: &SessionKey, session: &Arc<Session>) -> Result<(), StoreError> {
         let max = self.max.load(Ordering::Relaxed);
-        if self.map.len() >= max && self.evict(max) == 0 {
+        // Guards nothing but this section, so a poisoned lock is still good.
+        let _creating = self.creating.lock().unwrap_or_else(PoisonError::into_inner);
+        // A delete may free the victim evict() picked: only full if still so.
+        if self.map.len() >= max && self.evict(max) == 0 && self.map.len() >= max {
             return Err(StoreError::Full);
         }
         self.map.insert(*key, Arc::clone(session));
@@ -135,12 +144,18 @@ impl SessionStore for MemoryStore {
         old: &SessionKey,
         new: &SessionKey,
         session: &Arc<Session>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         // Insert first, then remove: there is no moment with neither key,
         // and the old key is gone before the response names the new one.
+        // Taking the old entry is the moment the move happens: if a logout
+        // or revocation took it first, the new key (which no client knows
+        // yet) is withdrawn, so the session does not come back.
         self.map.insert(*new, Arc::clone(session));
-        self.map.remove(old);
-        Ok(())
+        if self.map.remove(old).is_none() {
+            self.map.remove(new);
+            return Ok(false);
+        }
+        Ok(true)
     }
 
     async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {
@@ -215,10 +230,10 @@ mod tests {
         store.create(&a, &session(0, None)).await.unwrap();
         assert!(store.touch(&a, 50, 1050).await.unwrap());
         assert_eq!(store.load(&a).await.unwrap().unwrap().last_seen, 50);
-        store
+        assert!(store
             .rotate(&a, &b, &session(60, Some("bob")))
             .await
-            .unwrap();
+            .unwrap());
         assert!(store.load(&a).await.unwrap().is_none());
         assert_eq!(store.load(&b).await.unwrap().unwrap().user(), Some("bob"));
     }

@@ -13,13 +13,35 @@ use crate::session::{Session, SessionKey};
 
 pub use memory::MemoryStore;
 
+/// A backend's own error (I/O, SQLite, Redis), kept whole as a source.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Why a store call failed. Neither variant means "no such session": that
+/// is `Ok(None)` / `Ok(false)`, and a request that meets an error gets 503
+/// with its cookie kept (SPEC §4.3).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// `max_sessions` reached and nothing could be evicted (SPEC §7.3).
     #[error("the session store is full")]
     Full,
-    #[error("the session store is unavailable: {0}")]
-    Unavailable(String),
+    /// The backend could not answer. `op` names the call (`"load"`,
+    /// `"rotate"`, ...); `source` is the backend's error. Neither may carry
+    /// a session id, key or cookie value: this is logged.
+    #[error("the session store failed to {op}")]
+    Unavailable {
+        op: &'static str,
+        #[source]
+        source: BoxError,
+    },
+}
+
+impl StoreError {
+    pub fn unavailable(op: &'static str, source: impl Into<BoxError>) -> Self {
+        StoreError::Unavailable {
+            op,
+            source: source.into(),
+        }
+    }
 }
 
 /// What a session store does. Every write is keyed by [`SessionKey`] and
@@ -43,23 +65,28 @@ pub trait SessionStore: Send + Sync {
         key: &SessionKey,
         session: &Arc<Session>,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
-    /// Records activity; `false` when the session is gone.
+    /// Records activity: sets `last_seen` and `expires_at`; `false` when
+    /// the session is gone, in which case nothing is written.
     fn touch(
         &self,
         key: &SessionKey,
         last_seen: u64,
         expires_at: u64,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
-    /// Atomically moves a session to a new key: the old key stops working.
+    /// Atomically moves a session to a new key, storing `session` there:
+    /// the old key stops working at once. `false` when the old session is
+    /// gone (ended or revoked meanwhile), in which case nothing is written:
+    /// a rotation must not bring a revoked session back.
     fn rotate(
         &self,
         old: &SessionKey,
         new: &SessionKey,
         session: &Arc<Session>,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// Removes a session; `true` when it existed.
     fn delete(&self, key: &SessionKey) -> impl Future<Output = Result<bool, StoreError>> + Send;
-    /// Removes sessions that ended by `now`; returns how many.
+    /// Removes every session whose `expires_at` is at or before `now`;
+    /// returns how many.
     fn purge(&self, now: u64) -> impl Future<Output = Result<usize, StoreError>> + Send;
     /// Sessions held.
     fn count(&self) -> impl Future<Output = Result<usize, StoreError>> + Send;
@@ -96,7 +123,7 @@ macro_rules! dispatch {
         };
         let m = crate::metrics::get();
         m.store_ops.$op.observe(started.elapsed().as_secs_f64());
-        if matches!(r, Err(StoreError::Unavailable(_))) {
+        if matches!(r, Err(StoreError::Unavailable { .. })) {
             m.store_errors.inc();
         }
         r
@@ -126,7 +153,7 @@ impl SessionStore for Store {
         old: &SessionKey,
         new: &SessionKey,
         session: &Arc<Session>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         dispatch!(self, rotate, s => s.rotate(old, new, session).await)
     }
     async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {
