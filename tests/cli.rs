@@ -1,4 +1,5 @@
-//! The command line (SPEC §2): `check`, `gen-secret`, `completions`, and the first-run
+//! The command line (SPEC §2): `check` (errors, and warnings for keys whose
+//! feature is not built), `gen-secret`, `completions`, and the first-run
 //! self-signed certificate with its renewal at start and reload.
 
 mod support;
@@ -27,6 +28,99 @@ fn s2_check_accepts_the_shipped_proxy_toml() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let (code, stderr) = check(dir, "proxy.toml");
     assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stderr, "", "no errors and no warnings");
+}
+
+const ROUTE: &str = "\n[[route]]\nupstream = \"http://127.0.0.1:1\"\n";
+
+#[test]
+fn s3_check_refuses_an_auth_provider_this_build_lacks() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!("[auth]\nprovider = \"local\"\nusers_file = \"users.toml\"\n{ROUTE}");
+    std::fs::write(dir.path().join("local.toml"), text).unwrap();
+    let (code, stderr) = check(dir.path(), "local.toml");
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("local.toml:2: auth.provider: \"local\" is not built yet")
+            && stderr.contains("\"none\" and \"upstream\""),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn s3_check_warns_about_a_key_with_no_effect_yet_and_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!("[store]\nbackend = \"memory\"\npath = \"data/sessions.db\"\n{ROUTE}");
+    std::fs::write(dir.path().join("store.toml"), text).unwrap();
+    let (code, stderr) = check(dir.path(), "store.toml");
+    assert_eq!(code, 0, "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(
+        lines[0].starts_with("warning: store.toml:3: store.path: has no effect yet"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn s3_the_proxy_logs_warnings_at_start() {
+    let config = ProxyConfig::new()
+        .route("http://127.0.0.1:1", "")
+        .raw("[auth]\nusers_file = \"users.toml\"");
+    let mut proxy = TestProxy::start(&config).await;
+    let line = proxy
+        .wait_log(5, |l| l["level"] == "WARN" && l["key"] == "auth.users_file")
+        .await
+        .expect("a warning naming auth.users_file");
+    assert!(
+        line["file"].as_str().unwrap().ends_with("proxy.toml"),
+        "{line}"
+    );
+    assert!(line["line"].as_u64().unwrap() > 0, "{line}");
+    let warning = line["warning"].as_str().unwrap();
+    assert!(warning.starts_with("has no effect yet"), "{line}");
+}
+
+#[test]
+fn s2_check_names_file_line_and_key_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
+    write("unknown.toml", "[server]\nlisten = \"127.0.0.1:0\"\nbogus = 1\n\n[[route]]\nupstream = \"http://127.0.0.1:1\"\n");
+    write(
+        "values.toml",
+        "[server]\nlisten = \"nope\"\nrequest_header_timeout = \"ten seconds\"\n\n[[route]]\nupstream = \"http://127.0.0.1:1\"\n",
+    );
+
+    let (code, stderr) = check(dir.path(), "unknown.toml");
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("unknown.toml:3: server.bogus: "),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("listen"),
+        "the message says what would be valid: {stderr}"
+    );
+
+    // Every problem is reported, each on its own line.
+    let (code, stderr) = check(dir.path(), "values.toml");
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("values.toml:2: server.listen: "),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("values.toml:3: server.request_header_timeout: "),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("\"90s\""),
+        "a duration error shows a valid example: {stderr}"
+    );
+
+    let (code, stderr) = check(dir.path(), "missing.toml");
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("missing.toml"), "{stderr}");
 }
 
 #[test]
