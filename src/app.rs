@@ -80,6 +80,7 @@ pub async fn run(config_path: &Path) -> Result<(), AppError> {
     let mut term = signal(SignalKind::terminate()).map_err(AppError::Signals)?;
     let mut int = signal(SignalKind::interrupt()).map_err(AppError::Signals)?;
     let config = Config::load(config_path)?;
+    config.log_warnings();
     if tls::ensure_default_cert(&config.tls)? {
         tracing::warn!(cert = %config.tls.cert.display(), "generated a self-signed certificate for localhost; browsers will warn until you provide a real one");
     }

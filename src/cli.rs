@@ -42,7 +42,9 @@ pub enum Command {
 /// Exit status of `check` for an invalid configuration.
 pub const EXIT_INVALID: i32 = 2;
 
-/// `cloakroom check`: every problem on stderr, one per line.
+/// `cloakroom check`: every problem on stderr, one per line; warnings (keys
+/// this build does not act on yet) too, prefixed `warning:`, without
+/// failing.
 pub fn check(path: &std::path::Path) -> i32 {
     let config = match Config::load(path) {
         Ok(c) => c,
@@ -53,6 +55,9 @@ pub fn check(path: &std::path::Path) -> i32 {
             return EXIT_INVALID;
         }
     };
+    for w in &config.warnings {
+        eprintln!("warning: {w}");
+    }
     // Certificates that exist must load; missing ones are generated at start.
     let generated =
         config.tls.self_signed_if_missing && !config.tls.cert.exists() && !config.tls.key.exists();

@@ -1,10 +1,19 @@
-//! The command line (SPEC §2): `check`, `gen-secret`, `completions`.
+//! The command line (SPEC §2): `check` (errors, and warnings for keys whose
+//! feature is not built), `gen-secret`, `completions`, and the first-run
+//! self-signed certificate with its renewal at start and reload.
 
 mod support;
 
-use base64::Engine;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
 
-use support::run_cli;
+use base64::Engine;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
+
+use cloakroom::tls::selfsigned::{self, BACKDATE, LIFETIME, ORGANISATION};
+use support::*;
 
 fn check(dir: &std::path::Path, file: &str) -> (i32, String) {
     let out = run_cli(&["check", "--config", file], dir);
@@ -19,6 +28,57 @@ fn s2_check_accepts_the_shipped_proxy_toml() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let (code, stderr) = check(dir, "proxy.toml");
     assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stderr, "", "no errors and no warnings");
+}
+
+const ROUTE: &str = "\n[[route]]\nupstream = \"http://127.0.0.1:1\"\n";
+
+#[test]
+fn s3_check_refuses_an_auth_provider_this_build_lacks() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!("[auth]\nprovider = \"local\"\nusers_file = \"users.toml\"\n{ROUTE}");
+    std::fs::write(dir.path().join("local.toml"), text).unwrap();
+    let (code, stderr) = check(dir.path(), "local.toml");
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("local.toml:2: auth.provider: \"local\" is not built yet")
+            && stderr.contains("\"none\" and \"upstream\""),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn s3_check_warns_about_a_key_with_no_effect_yet_and_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!("[store]\nbackend = \"memory\"\npath = \"data/sessions.db\"\n{ROUTE}");
+    std::fs::write(dir.path().join("store.toml"), text).unwrap();
+    let (code, stderr) = check(dir.path(), "store.toml");
+    assert_eq!(code, 0, "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(
+        lines[0].starts_with("warning: store.toml:3: store.path: has no effect yet"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn s3_the_proxy_logs_warnings_at_start() {
+    let config = ProxyConfig::new()
+        .route("http://127.0.0.1:1", "")
+        .raw("[auth]\nusers_file = \"users.toml\"");
+    let mut proxy = TestProxy::start(&config).await;
+    let line = proxy
+        .wait_log(5, |l| l["level"] == "WARN" && l["key"] == "auth.users_file")
+        .await
+        .expect("a warning naming auth.users_file");
+    assert!(
+        line["file"].as_str().unwrap().ends_with("proxy.toml"),
+        "{line}"
+    );
+    assert!(line["line"].as_u64().unwrap() > 0, "{line}");
+    let warning = line["warning"].as_str().unwrap();
+    assert!(warning.starts_with("has no effect yet"), "{line}");
 }
 
 #[test]
@@ -93,5 +153,141 @@ fn s2_completions_are_generated_for_each_shell() {
             text.contains("cloakroom") && text.contains("gen-secret") && text.contains("check"),
             "{shell}"
         );
+    }
+}
+
+const DAY: Duration = Duration::from_secs(24 * 60 * 60);
+
+fn routed() -> ProxyConfig {
+    ProxyConfig::new().route("http://127.0.0.1:1", "")
+}
+
+fn cert_der(path: &Path) -> Vec<u8> {
+    CertificateDer::from_pem_file(path)
+        .unwrap()
+        .as_ref()
+        .to_vec()
+}
+
+fn holds(der: &[u8], text: &str) -> bool {
+    der.windows(text.len()).any(|w| w == text.as_bytes())
+}
+
+fn key_mode(proxy: &TestProxy) -> u32 {
+    let meta = std::fs::metadata(proxy.path("certs/key.pem")).unwrap();
+    meta.permissions().mode() & 0o777
+}
+
+/// A certificate and key cloakroom made at `made`, as PEM.
+fn own_cert_made(made: SystemTime) -> (Vec<u8>, Vec<u8>) {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    selfsigned::write(&cert, &key, made).unwrap();
+    (std::fs::read(cert).unwrap(), std::fs::read(key).unwrap())
+}
+
+/// An operator's self-signed localhost certificate ending `not_after`.
+fn operator_cert(not_after: time::OffsetDateTime) -> (String, String) {
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".into()]).unwrap();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "localhost");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::OrganizationName, "Example Operations");
+    params.not_before = not_after - time::Duration::days(90);
+    params.not_after = not_after;
+    let key = rcgen::KeyPair::generate().unwrap();
+    (params.self_signed(&key).unwrap().pem(), key.serialize_pem())
+}
+
+/// Asserts the certificate at `path` is cloakroom's and fresh: made between
+/// `from` and `to`, valid for `LIFETIME` from then.
+fn assert_fresh(path: &Path, from: SystemTime, to: SystemTime) {
+    let own = selfsigned::read(path).expect("a certificate cloakroom made");
+    // Certificates carry whole seconds.
+    let made = own.not_before + BACKDATE;
+    assert!(
+        made + Duration::from_secs(1) > from && made <= to,
+        "made at {made:?}, not between {from:?} and {to:?}"
+    );
+    let lifetime = own.not_after.duration_since(own.not_before).unwrap();
+    assert_eq!(lifetime, BACKDATE + LIFETIME);
+}
+
+async fn wait_replaced_warning(proxy: &mut TestProxy) {
+    proxy
+        .wait_log(5, |l| {
+            l["level"] == "WARN"
+                && l["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("replaced the self-signed certificate"))
+        })
+        .await
+        .expect("the renewal is logged as a warning");
+}
+
+#[tokio::test]
+async fn s2_first_run_generates_a_localhost_certificate_for_90_days() {
+    let before = SystemTime::now();
+    let proxy = TestProxy::start(&routed()).await;
+    let after = SystemTime::now();
+
+    assert_fresh(&proxy.cert_path(), before, after);
+    let der = cert_der(&proxy.cert_path());
+    assert!(holds(&der, ORGANISATION) && holds(&der, "localhost"));
+    assert!(!holds(&der, "rcgen self signed cert"));
+    assert_eq!(key_mode(&proxy), 0o600);
+    // A client that checks validity at the current time accepts it.
+    let tls = proxy.tls(&[b"http/1.1"]).await;
+    assert_eq!(peer_cert(&tls), der);
+}
+
+#[tokio::test]
+async fn s2_a_restart_or_reload_replaces_cloakrooms_certificate_near_its_end() {
+    // Made 70 days ago: 20 days left, inside the 30-day window.
+    let (cert, key) = own_cert_made(SystemTime::now() - 70 * DAY);
+    let planted = routed()
+        .file("certs/cert.pem", cert.clone())
+        .file("certs/key.pem", key);
+    let before = SystemTime::now();
+    let mut proxy = TestProxy::start(&planted).await;
+    assert_fresh(&proxy.cert_path(), before, SystemTime::now());
+    assert_eq!(key_mode(&proxy), 0o600);
+    wait_replaced_warning(&mut proxy).await;
+    let tls = proxy.tls(&[b"http/1.1"]).await;
+    assert_eq!(peer_cert(&tls), cert_der(&proxy.cert_path()));
+
+    // The same on SIGHUP, with one already expired.
+    let (cert, key) = (proxy.cert_path(), proxy.path("certs/key.pem"));
+    selfsigned::write(&cert, &key, SystemTime::now() - 100 * DAY).unwrap();
+    let skip = proxy.logs().len();
+    let before = SystemTime::now();
+    proxy.signal("HUP");
+    proxy
+        .wait_log_after(skip, 10, |l| l["message"] == "configuration reloaded")
+        .await
+        .expect("the reload succeeds");
+    assert_fresh(&cert, before, SystemTime::now());
+    let tls = proxy.tls(&[b"http/1.1"]).await;
+    assert_eq!(peer_cert(&tls), cert_der(&cert));
+}
+
+#[tokio::test]
+async fn s2_an_operators_certificate_is_never_replaced() {
+    let now = time::OffsetDateTime::now_utc();
+    let (generic, generic_key) = self_signed(&["localhost"]);
+    let expiring = operator_cert(now + time::Duration::days(10));
+    let expired = operator_cert(now - time::Duration::days(1));
+    for (cert, key) in [(generic, generic_key), expiring, expired] {
+        let planted = routed()
+            .file("certs/cert.pem", cert.clone())
+            .file("certs/key.pem", key.clone());
+        let proxy = TestProxy::start(&planted).await;
+        assert_eq!(std::fs::read_to_string(proxy.cert_path()).unwrap(), cert);
+        let key_now = std::fs::read_to_string(proxy.path("certs/key.pem")).unwrap();
+        assert_eq!(key_now, key);
+        assert!(selfsigned::read(&proxy.cert_path()).is_none());
     }
 }

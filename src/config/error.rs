@@ -1,5 +1,7 @@
 //! Configuration errors: each names the file, line and key, and what would be
 //! valid, so an operator can fix `proxy.toml` without reading the source.
+//! Warnings have the same shape; they name a key this build accepts but does
+//! not act on yet, and never fail a load.
 
 use std::fmt;
 use std::path::Path;
@@ -17,15 +19,39 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.line > 0 {
-            write!(
-                f,
-                "{}:{}: {}: {}",
-                self.file, self.line, self.key, self.message
-            )
-        } else {
-            write!(f, "{}: {}: {}", self.file, self.key, self.message)
-        }
+        located(f, &self.file, self.line, &self.key, &self.message)
+    }
+}
+
+/// A key set in the file that nothing in this build reads yet (its feature
+/// is not built): worth telling the operator, not worth refusing the file.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ConfigWarning {
+    pub file: String,
+    /// 1-based line; 0 when the warning is not tied to one line.
+    pub line: usize,
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        located(f, &self.file, self.line, &self.key, &self.message)
+    }
+}
+
+/// `FILE:LINE: KEY: message`, or `FILE: KEY: message` without a line.
+fn located(
+    f: &mut fmt::Formatter<'_>,
+    file: &str,
+    line: usize,
+    key: &str,
+    msg: &str,
+) -> fmt::Result {
+    if line > 0 {
+        write!(f, "{file}:{line}: {key}: {msg}")
+    } else {
+        write!(f, "{file}: {key}: {msg}")
     }
 }
 
@@ -50,6 +76,7 @@ pub(crate) struct Collector<'a> {
     file: String,
     text: &'a str,
     pub(crate) errors: Vec<ConfigError>,
+    pub(crate) warnings: Vec<ConfigWarning>,
 }
 
 impl<'a> Collector<'a> {
@@ -58,6 +85,7 @@ impl<'a> Collector<'a> {
             file: path.display().to_string(),
             text,
             errors: Vec::new(),
+            warnings: Vec::new(),
         }
     }
 
@@ -86,6 +114,17 @@ impl<'a> Collector<'a> {
         });
     }
 
+    /// Records a warning at a byte offset (`None`: not tied to a line).
+    pub(crate) fn warn(&mut self, at: Option<usize>, key: &str, msg: impl Into<String>) {
+        let line = at.map(|o| self.line_of(o)).unwrap_or(0);
+        self.warnings.push(ConfigWarning {
+            file: self.file.clone(),
+            line,
+            key: key.to_string(),
+            message: msg.into(),
+        });
+    }
+
     /// Turns a TOML syntax or schema error into one naming the key at its span.
     pub(crate) fn push_toml(&mut self, err: &toml::de::Error) {
         let at = err.span().map(|s| s.start);
@@ -99,9 +138,10 @@ impl<'a> Collector<'a> {
         self.push(at, key, msg);
     }
 
-    pub(crate) fn finish(self) -> Result<(), ConfigErrors> {
+    /// The warnings when there is no error.
+    pub(crate) fn finish(self) -> Result<Vec<ConfigWarning>, ConfigErrors> {
         if self.errors.is_empty() {
-            Ok(())
+            Ok(self.warnings)
         } else {
             Err(ConfigErrors(self.errors))
         }
@@ -159,5 +199,9 @@ mod tests {
         let mut c = Collector::new(Path::new("p.toml"), "a\nb\nc");
         c.push(Some(4), "server.listen", "bad");
         assert_eq!(c.errors[0].to_string(), "p.toml:3: server.listen: bad");
+        c.warn(Some(2), "store.path", "unused");
+        c.warn(None, "store.path", "unused");
+        assert_eq!(c.warnings[0].to_string(), "p.toml:2: store.path: unused");
+        assert_eq!(c.warnings[1].to_string(), "p.toml: store.path: unused");
     }
 }

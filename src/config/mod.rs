@@ -1,12 +1,18 @@
 //! `proxy.toml`: a raw serde mirror ([`raw`]) validated once at load into the
 //! typed [`Config`] the rest of the proxy uses. Validation collects every
-//! problem, each naming file, line and key ([`ConfigError`]).
+//! problem, each naming file, line and key ([`ConfigError`]). A value whose
+//! feature is not built (an auth provider, a store backend) is an error; a
+//! key that only such a feature reads is a [`ConfigWarning`], carried in
+//! [`Config::warnings`] for `check` to print and the proxy to log.
+//! [`restart_required`] names what a reload cannot apply.
 
 mod error;
 mod raw;
+mod reload;
 mod validate;
 
-pub use error::{ConfigError, ConfigErrors};
+pub use error::{ConfigError, ConfigErrors, ConfigWarning};
+pub use reload::restart_required;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -29,6 +35,9 @@ pub struct Config {
     pub identity: Identity,
     pub csrf: Csrf,
     pub routes: Vec<Route>,
+    /// Keys set in the file that this build does not act on yet, in file
+    /// order. They never make a load fail; see [`Config::log_warnings`].
+    pub warnings: Vec<ConfigWarning>,
 }
 
 #[derive(Debug, Clone)]
@@ -126,8 +135,10 @@ pub struct Store {
     pub redis_url: String,
     pub redis_cluster: Vec<String>,
     pub key_prefix: String,
+    pub redis_password_env: String,
 }
 
+/// Validation yields only `None` and `Upstream` until the others are built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Provider {
     None,
@@ -257,5 +268,12 @@ impl Config {
     /// it resolve against `path`'s directory.
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
         validate::parse(path, text)
+    }
+
+    /// Logs each of [`Config::warnings`] (at start and on every reload).
+    pub fn log_warnings(&self) {
+        for w in &self.warnings {
+            tracing::warn!(file = %w.file, line = w.line, key = %w.key, warning = %w.message, "configuration key has no effect yet");
+        }
     }
 }

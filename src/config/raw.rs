@@ -88,6 +88,7 @@ pub(crate) struct RawStore {
     pub redis_url: S<String>,
     pub redis_cluster: S<Vec<Spanned<String>>>,
     pub key_prefix: S<String>,
+    pub redis_password_env: S<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -98,6 +99,8 @@ pub(crate) struct RawAuth {
     pub upstream_login_header: S<String>,
     pub upstream_logout_header: S<String>,
     pub login_paths: S<Vec<Spanned<String>>>,
+    pub form_user_field: S<String>,
+    pub form_success_paths: S<Vec<Spanned<String>>>,
     pub max_failures_per_user: S<i64>,
     pub max_failures_per_address: S<i64>,
     pub failure_window: S<String>,

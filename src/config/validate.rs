@@ -1,6 +1,7 @@
 //! Raw → typed conversion. Each check records an error (file, line, key,
 //! what would be valid) and carries on with a default, so one `check` run
-//! reports every problem in the file.
+//! reports every problem in the file. Keys read only by a feature this
+//! build lacks are accepted with a warning ([`Ctx::not_built`]).
 
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
@@ -29,7 +30,7 @@ pub(super) fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
             return Err(ConfigErrors(c.errs.errors));
         }
     };
-    let config = Config {
+    let mut config = Config {
         path: path.to_path_buf(),
         server: c.server(raw.server),
         tls: c.tls(raw.tls),
@@ -39,8 +40,12 @@ pub(super) fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
         identity: c.identity(raw.identity),
         csrf: c.csrf(raw.csrf),
         routes: c.routes(raw.route),
+        warnings: Vec::new(),
     };
-    c.errs.finish().map(|()| config)
+    config.warnings = c.errs.finish()?;
+    // Checks run table by table; the operator reads the file top to bottom.
+    config.warnings.sort_by_key(|w| w.line);
+    Ok(config)
 }
 
 struct Ctx<'a> {
@@ -55,6 +60,15 @@ fn at<T>(v: &Spanned<T>) -> Option<usize> {
 impl Ctx<'_> {
     fn err(&mut self, at: Option<usize>, key: &str, msg: impl Into<String>) {
         self.errs.push(at, key, msg);
+    }
+
+    /// Warns when the file sets `key`, which only `feature` would read.
+    fn not_built<T>(&mut self, key: &str, v: &S<T>, feature: &str) {
+        if let Some(v) = v {
+            let msg =
+                format!("has no effect yet: it is for {feature}, which this build does not have");
+            self.errs.warn(at(v), key, msg);
+        }
     }
 
     fn string(&mut self, v: S<String>, default: &str) -> String {
@@ -435,6 +449,12 @@ impl Ctx<'_> {
         if backend != Backend::Memory {
             self.err(backend_at, "store.backend", "only \"memory\" is available in this build; the embedded and redis backends are not built yet");
         }
+        let redis = "the redis store backend";
+        self.not_built("store.path", &r.path, "the embedded store backend");
+        self.not_built("store.redis_url", &r.redis_url, redis);
+        self.not_built("store.redis_cluster", &r.redis_cluster, redis);
+        self.not_built("store.key_prefix", &r.key_prefix, redis);
+        self.not_built("store.redis_password_env", &r.redis_password_env, redis);
         let mut cluster = Vec::new();
         for u in self.list(r.redis_cluster) {
             if is_redis_url(u.get_ref()) {
@@ -467,27 +487,42 @@ impl Ctx<'_> {
             redis_url,
             redis_cluster: cluster,
             key_prefix: self.string(r.key_prefix, "cloakroom:"),
+            redis_password_env: self.string(r.redis_password_env, "CLOAKROOM_REDIS_PASSWORD"),
         }
     }
 
     fn auth(&mut self, r: raw::RawAuth) -> Auth {
-        let provider_at = r.provider.as_ref().and_then(at);
-        let provider = self.choice(
-            "auth.provider",
-            r.provider,
-            Provider::None,
-            &[
-                ("none", Provider::None),
-                ("local", Provider::Local),
-                ("upstream", Provider::Upstream),
-                ("oidc", Provider::Oidc),
-            ],
-        );
+        let provider = self.provider(r.provider);
         let login_paths = match r.login_paths {
             None => vec!["/login".to_string()],
             some => self.path_list("auth.login_paths", some),
         };
-        let issuer_at = r.oidc_issuer.as_ref().and_then(at);
+        let local = "provider = \"local\"";
+        self.not_built("auth.users_file", &r.users_file, local);
+        self.not_built(
+            "auth.max_failures_per_user",
+            &r.max_failures_per_user,
+            local,
+        );
+        self.not_built(
+            "auth.max_failures_per_address",
+            &r.max_failures_per_address,
+            local,
+        );
+        self.not_built("auth.failure_window", &r.failure_window, local);
+        let oidc = "provider = \"oidc\"";
+        self.not_built("auth.oidc_issuer", &r.oidc_issuer, oidc);
+        self.not_built("auth.oidc_client_id", &r.oidc_client_id, oidc);
+        self.not_built(
+            "auth.oidc_client_secret_env",
+            &r.oidc_client_secret_env,
+            oidc,
+        );
+        self.not_built("auth.oidc_scopes", &r.oidc_scopes, oidc);
+        self.not_built("auth.oidc_groups_claim", &r.oidc_groups_claim, oidc);
+        let form = "provider = \"form\"";
+        self.not_built("auth.form_user_field", &r.form_user_field, form);
+        self.not_built("auth.form_success_paths", &r.form_success_paths, form);
         let auth = Auth {
             provider,
             users_file: self.path(r.users_file, "users.toml"),
@@ -532,21 +567,30 @@ impl Ctx<'_> {
         if auth.oidc_scopes.is_empty() {
             auth.oidc_scopes = vec!["openid".into(), "email".into(), "profile".into()];
         }
-        if provider == Provider::Oidc {
-            if !(auth.oidc_issuer.starts_with("https://")
-                || auth.oidc_issuer.starts_with("http://"))
-            {
-                self.err(issuer_at.or(provider_at), "auth.oidc_issuer", "is required with provider = \"oidc\": the issuer URL, e.g. \"https://accounts.example.com\"");
-            }
-            if auth.oidc_client_id.is_empty() {
-                self.err(
-                    provider_at,
-                    "auth.oidc_client_id",
-                    "is required with provider = \"oidc\"",
-                );
-            }
-        }
         auth
+    }
+
+    /// Only `none` and `upstream` are built. The SPEC's other providers are
+    /// refused by name rather than accepted and ignored.
+    fn provider(&mut self, v: S<String>) -> Provider {
+        const NOT_BUILT: [&str; 3] = ["local", "oidc", "form"];
+        if let Some(p) = v
+            .as_ref()
+            .filter(|p| NOT_BUILT.contains(&p.get_ref().as_str()))
+        {
+            let msg = format!(
+                "{:?} is not built yet; this build supports \"none\" and \"upstream\"",
+                p.get_ref()
+            );
+            self.err(at(p), "auth.provider", msg);
+            return Provider::None;
+        }
+        self.choice(
+            "auth.provider",
+            v,
+            Provider::None,
+            &[("none", Provider::None), ("upstream", Provider::Upstream)],
+        )
     }
 
     fn identity(&mut self, r: raw::RawIdentity) -> Identity {
@@ -560,6 +604,14 @@ impl Ctx<'_> {
                     format!("{:?} is not a header name", h.get_ref()),
                 ),
             }
+        }
+        if let Some(v) = r
+            .assertion_header
+            .as_ref()
+            .filter(|v| !v.get_ref().is_empty())
+        {
+            let msg = "has no effect yet: the signed identity assertion is not sent; the header is only stripped from client requests";
+            self.errs.warn(at(v), "identity.assertion_header", msg);
         }
         let assertion = match r.assertion_header {
             Some(v) if v.get_ref().is_empty() => None,
@@ -888,6 +940,102 @@ mod tests {
         );
         assert_eq!(host_pattern("a b"), None);
         assert_eq!(host_pattern("*."), None);
+    }
+
+    fn warnings(text: &str) -> Vec<String> {
+        let c = Config::parse(Path::new("/x/proxy.toml"), text).unwrap();
+        c.warnings.iter().map(|w| w.to_string()).collect()
+    }
+
+    #[test]
+    fn s3_a_provider_not_built_is_an_error_naming_what_is() {
+        for p in ["local", "oidc", "form"] {
+            let e = errors(&format!("[auth]\nprovider = \"{p}\"\n{ROUTE}"));
+            assert_eq!(e.len(), 1, "{e:?}");
+            assert!(e[0].contains(":2: auth.provider: "), "{e:?}");
+            assert!(
+                e[0].contains(&format!("\"{p}\" is not built yet"))
+                    && e[0].contains("\"none\" and \"upstream\""),
+                "{e:?}"
+            );
+        }
+        let e = errors(&format!("[auth]\nprovider = \"ldap\"\n{ROUTE}"));
+        assert!(
+            e[0].contains("expected one of \"none\", \"upstream\""),
+            "{e:?}"
+        );
+        for p in ["none", "upstream"] {
+            assert!(errors(&format!("[auth]\nprovider = \"{p}\"\n{ROUTE}")).is_empty());
+        }
+    }
+
+    #[test]
+    fn s3_keys_of_features_not_built_warn_with_file_line_and_key() {
+        let text = format!(
+            "[store]\nbackend = \"memory\"\npath = \"s.db\"\nredis_url = \"redis://r\"\n\
+             redis_cluster = []\nkey_prefix = \"p:\"\nredis_password_env = \"P\"\n\
+             [auth]\nprovider = \"upstream\"\nusers_file = \"u.toml\"\n\
+             max_failures_per_user = 3\nmax_failures_per_address = 9\nfailure_window = \"5m\"\n\
+             oidc_issuer = \"https://i\"\noidc_client_id = \"c\"\noidc_client_secret_env = \"S\"\n\
+             oidc_scopes = [\"openid\"]\noidc_groups_claim = \"g\"\n\
+             form_user_field = \"user\"\nform_success_paths = [\"/home\"]\n\
+             [identity]\nassertion_header = \"X-Assertion\"\n{ROUTE}"
+        );
+        let w = warnings(&text);
+        let keys = [
+            "store.path",
+            "store.redis_url",
+            "store.redis_cluster",
+            "store.key_prefix",
+            "store.redis_password_env",
+            "auth.users_file",
+            "auth.max_failures_per_user",
+            "auth.max_failures_per_address",
+            "auth.failure_window",
+            "auth.oidc_issuer",
+            "auth.oidc_client_id",
+            "auth.oidc_client_secret_env",
+            "auth.oidc_scopes",
+            "auth.oidc_groups_claim",
+            "auth.form_user_field",
+            "auth.form_success_paths",
+            "identity.assertion_header",
+        ];
+        assert_eq!(w.len(), keys.len(), "{w:#?}");
+        for (w, key) in w.iter().zip(keys) {
+            let line = text
+                .lines()
+                .position(|l| l.starts_with(key.split('.').nth(1).unwrap()));
+            let want = format!(
+                "/x/proxy.toml:{}: {key}: has no effect yet: ",
+                line.unwrap() + 1
+            );
+            assert!(w.starts_with(&want), "{w} / {want}");
+        }
+        assert!(w[0].contains("embedded store backend"), "{}", w[0]);
+        assert!(w[1].contains("redis store backend"), "{}", w[1]);
+        assert!(w[5].contains("provider = \"local\""), "{}", w[5]);
+        assert!(w[9].contains("provider = \"oidc\""), "{}", w[9]);
+        assert!(w[14].contains("provider = \"form\""), "{}", w[14]);
+        assert!(
+            w[16].contains("only stripped from client requests"),
+            "{}",
+            w[16]
+        );
+    }
+
+    #[test]
+    fn s8_assertion_header_still_strips_and_off_does_not_warn() {
+        let text = format!("[identity]\nassertion_header = \"X-Assertion\"\n{ROUTE}");
+        let c = Config::parse(Path::new("/x/proxy.toml"), &text).unwrap();
+        assert_eq!(c.identity.assertion_header.unwrap().as_str(), "x-assertion");
+        assert!(warnings(&format!("[identity]\nassertion_header = \"\"\n{ROUTE}")).is_empty());
+    }
+
+    #[test]
+    fn s3_defaults_and_the_shipped_proxy_toml_have_no_warnings() {
+        assert!(warnings(ROUTE).is_empty());
+        assert!(warnings(include_str!("../../proxy.toml")).is_empty());
     }
 
     #[test]

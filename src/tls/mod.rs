@@ -1,13 +1,17 @@
 //! TLS termination: a rustls `ServerConfig` (ring provider, ALPN h2 and
 //! http/1.1, the configured minimum version) whose certificate is chosen by
 //! SNI. Built whole at start and at every reload, then swapped in; a reload
-//! that cannot load its certificates keeps the last good config.
+//! that cannot load its certificates keeps the last good config. With
+//! `tls.self_signed_if_missing`, [`ensure_default_cert`] first writes a
+//! localhost certificate when none exists and replaces one cloakroom wrote
+//! when it nears its end ([`selfsigned`] has the rules).
 
-mod selfsigned;
+pub mod selfsigned;
 mod sni;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::SystemTime;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -30,14 +34,51 @@ pub enum TlsError {
     Rustls(#[from] rustls::Error),
 }
 
-/// Generates the default certificate when it is missing and allowed to.
-/// Returns true when a certificate was generated.
+/// Generates the default certificate when it is missing, or replaces it
+/// when cloakroom generated it and it expires within
+/// [`selfsigned::RENEW_WITHIN`]; an operator's certificate is never touched.
+/// Returns true when a certificate was written. Runs at start and on every
+/// reload: when nothing is due it costs one small file read.
 pub fn ensure_default_cert(tls: &Tls) -> Result<bool, TlsError> {
-    if tls.self_signed_if_missing && !tls.cert.exists() && !tls.key.exists() {
-        selfsigned::generate(&tls.cert, &tls.key)?;
-        return Ok(true);
+    ensure_default_cert_at(tls, SystemTime::now())
+}
+
+/// [`ensure_default_cert`] as of `now`.
+pub fn ensure_default_cert_at(tls: &Tls, now: SystemTime) -> Result<bool, TlsError> {
+    if !tls.self_signed_if_missing {
+        return Ok(false);
     }
-    Ok(false)
+    // Reloads run one at a time today (one signal loop); the lock keeps two
+    // writers' key and certificate from pairing up wrongly should that change.
+    static WRITING: Mutex<()> = Mutex::new(());
+    let _one_writer = WRITING.lock().unwrap_or_else(PoisonError::into_inner);
+    match (tls.cert.exists(), tls.key.exists()) {
+        (false, false) => selfsigned::write(&tls.cert, &tls.key, now).map(|()| true),
+        (true, true) => Ok(renew_if_due(tls, now)),
+        // Validation refuses one without the other.
+        _ => Ok(false),
+    }
+}
+
+/// Replaces our own certificate when it is due. A failure is logged, not
+/// returned: the current certificate still serves until it expires, and a
+/// failed write leaves it in place (see [`selfsigned::write`]).
+fn renew_if_due(tls: &Tls, now: SystemTime) -> bool {
+    let Some(own) = selfsigned::read(&tls.cert).filter(|own| own.renewal_due(now)) else {
+        return false;
+    };
+    let cert = tls.cert.display();
+    let not_after = humantime::format_rfc3339_seconds(own.not_after);
+    match selfsigned::write(&tls.cert, &tls.key, now) {
+        Ok(()) => {
+            tracing::warn!(%cert, %not_after, "replaced the self-signed certificate cloakroom generated: it was within 30 days of its end or past it");
+            true
+        }
+        Err(e) => {
+            tracing::error!(%cert, %not_after, error = %e, "cannot replace the self-signed certificate cloakroom generated, which is within 30 days of its end or past it; keeping it");
+            false
+        }
+    }
 }
 
 /// Builds the server config: default certificate plus the SNI table.
@@ -92,4 +133,76 @@ pub fn load_certified_key(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, 
         reason: format!("does not match the certificate: {e}"),
     })?;
     Ok(Arc::new(ck))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    const DAY: Duration = Duration::from_secs(24 * 60 * 60);
+
+    fn tls_in(dir: &Path) -> Tls {
+        Tls {
+            cert: dir.join("certs/cert.pem"),
+            key: dir.join("certs/key.pem"),
+            self_signed_if_missing: true,
+            min_version: TlsVersion::V1_2,
+            sni: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn s2_ours_is_replaced_only_inside_the_last_30_days() {
+        let dir = tempfile::tempdir().unwrap();
+        let tls = tls_in(dir.path());
+        let t0 = SystemTime::now();
+        assert!(
+            ensure_default_cert_at(&tls, t0).unwrap(),
+            "missing: generated"
+        );
+        let first = std::fs::read(&tls.cert).unwrap();
+        for days in [0, 1, 59] {
+            assert!(!ensure_default_cert_at(&tls, t0 + days * DAY).unwrap());
+        }
+        assert_eq!(
+            std::fs::read(&tls.cert).unwrap(),
+            first,
+            "not due: untouched"
+        );
+        assert!(ensure_default_cert_at(&tls, t0 + 61 * DAY).unwrap());
+        let renewed = selfsigned::read(&tls.cert).unwrap();
+        assert!(renewed.not_after >= t0 + 61 * DAY + selfsigned::LIFETIME - DAY);
+        assert!(load_certified_key(&tls.cert, &tls.key).is_ok());
+    }
+
+    #[test]
+    fn s2_an_operators_certificate_is_never_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let tls = tls_in(dir.path());
+        std::fs::create_dir_all(dir.path().join("certs")).unwrap();
+        // rcgen's defaults: valid until 4096, but not ours: even far past
+        // its end it stays.
+        let foreign = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        std::fs::write(&tls.cert, foreign.cert.pem()).unwrap();
+        std::fs::write(&tls.key, foreign.signing_key.serialize_pem()).unwrap();
+        let far = SystemTime::UNIX_EPOCH + Duration::from_secs(5_000 * 365 * 24 * 60 * 60);
+        assert!(!ensure_default_cert_at(&tls, far).unwrap());
+        assert_eq!(
+            std::fs::read_to_string(&tls.cert).unwrap(),
+            foreign.cert.pem()
+        );
+    }
+
+    #[test]
+    fn s2_nothing_is_written_when_self_signed_is_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let tls = Tls {
+            self_signed_if_missing: false,
+            ..tls_in(dir.path())
+        };
+        assert!(!ensure_default_cert_at(&tls, SystemTime::now()).unwrap());
+        assert!(!tls.cert.exists());
+    }
 }

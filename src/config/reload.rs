@@ -1,0 +1,140 @@
+//! What a reload (SIGHUP) cannot apply. Most of the config is rebuilt into a
+//! new state and swapped in; the keys below are read once at start (bound
+//! listeners, the connection semaphore, the opened store, the loaded session
+//! keys) and take effect only at the next restart.
+
+use super::Config;
+
+/// The keys whose value differs between the running and the new config but
+/// which a reload cannot apply, in the order `proxy.toml` lists them; empty
+/// when the whole new config applies.
+///
+/// Read once at start: `server.listen`, `redirect_http` and `admin_listen`
+/// (bound in `app::Listeners::bind`), `server.max_connections` (the
+/// semaphore made in `app::serve`), `session.secret_env`,
+/// `fallback_secrets_env` and `secret_file` (`Keyring::load`),
+/// `session.max_sessions` (the memory store's cap, set at `Store::open`) and
+/// every `[store]` key (`Store::open`).
+pub fn restart_required(running: &Config, new: &Config) -> Vec<&'static str> {
+    let (a, b) = (running, new);
+    let (sa, sb) = (&a.session, &b.session);
+    let (ka, kb) = (&a.store, &b.store);
+    [
+        ("server.listen", a.server.listen != b.server.listen),
+        (
+            "server.redirect_http",
+            a.server.redirect_http != b.server.redirect_http,
+        ),
+        (
+            "server.admin_listen",
+            a.server.admin_listen != b.server.admin_listen,
+        ),
+        (
+            "server.max_connections",
+            a.server.max_connections != b.server.max_connections,
+        ),
+        ("session.secret_env", sa.secret_env != sb.secret_env),
+        (
+            "session.fallback_secrets_env",
+            sa.fallback_secrets_env != sb.fallback_secrets_env,
+        ),
+        ("session.secret_file", sa.secret_file != sb.secret_file),
+        ("session.max_sessions", sa.max_sessions != sb.max_sessions),
+        ("store.backend", ka.backend != kb.backend),
+        ("store.path", ka.path != kb.path),
+        ("store.redis_url", ka.redis_url != kb.redis_url),
+        ("store.redis_cluster", ka.redis_cluster != kb.redis_cluster),
+        ("store.key_prefix", ka.key_prefix != kb.key_prefix),
+        (
+            "store.redis_password_env",
+            ka.redis_password_env != kb.redis_password_env,
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(key, changed)| changed.then_some(key))
+    .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::Backend;
+
+    fn base() -> Config {
+        let text = "[[route]]\nupstream = \"http://127.0.0.1:5000\"\n";
+        Config::parse(Path::new("/x/proxy.toml"), text).unwrap()
+    }
+
+    #[test]
+    fn same_config_needs_no_restart() {
+        assert!(restart_required(&base(), &base()).is_empty());
+    }
+
+    /// A key and an edit that changes only it.
+    type Change = (&'static str, fn(&mut Config));
+
+    #[test]
+    fn each_key_read_at_start_is_named_alone() {
+        let changes: [Change; 14] = [
+            ("server.listen", |c| c.server.listen.set_port(1)),
+            ("server.redirect_http", |c| {
+                c.server.redirect_http = Some("127.0.0.1:8080".parse().unwrap())
+            }),
+            ("server.admin_listen", |c| c.server.admin_listen = None),
+            ("server.max_connections", |c| c.server.max_connections = 5),
+            ("session.secret_env", |c| c.session.secret_env = "K".into()),
+            ("session.fallback_secrets_env", |c| {
+                c.session.fallback_secrets_env = "F".into()
+            }),
+            ("session.secret_file", |c| {
+                c.session.secret_file = PathBuf::from("/k")
+            }),
+            ("session.max_sessions", |c| c.session.max_sessions = 5),
+            ("store.backend", |c| c.store.backend = Backend::Redis),
+            ("store.path", |c| c.store.path = PathBuf::from("/s.db")),
+            ("store.redis_url", |c| {
+                c.store.redis_url = "redis://r".into()
+            }),
+            ("store.redis_cluster", |c| {
+                c.store.redis_cluster = vec!["redis://r".into()]
+            }),
+            ("store.key_prefix", |c| c.store.key_prefix = "p:".into()),
+            ("store.redis_password_env", |c| {
+                c.store.redis_password_env = "P".into()
+            }),
+        ];
+        for (key, change) in changes {
+            let mut new = base();
+            change(&mut new);
+            assert_eq!(restart_required(&base(), &new), [key], "{key}");
+        }
+    }
+
+    #[test]
+    fn what_a_reload_rebuilds_is_not_named() {
+        let mut new = base();
+        new.server.shutdown_grace = Duration::from_secs(1);
+        new.server.request_header_timeout = Duration::from_secs(1);
+        new.server.hsts = None;
+        new.session.cookie_name = "other".into();
+        new.session.idle_timeout = Duration::from_secs(60);
+        new.tls.cert = PathBuf::from("/other.pem");
+        new.routes.clear();
+        assert!(restart_required(&base(), &new).is_empty());
+    }
+
+    #[test]
+    fn several_changes_are_named_in_file_order() {
+        let mut new = base();
+        new.store.key_prefix = "p:".into();
+        new.server.listen.set_port(1);
+        new.session.max_sessions = 5;
+        assert_eq!(
+            restart_required(&base(), &new),
+            ["server.listen", "session.max_sessions", "store.key_prefix"]
+        );
+    }
+}
