@@ -10,7 +10,7 @@ use arc_swap::ArcSwap;
 use rustls::ServerConfig;
 use tokio::sync::watch;
 
-use crate::config::{Config, LoadError};
+use crate::config::{restart_required, Config, LoadError};
 use crate::identity::IdentityHeaders;
 use crate::metrics::RequestCounters;
 use crate::route::RouteTable;
@@ -115,20 +115,19 @@ impl Shared {
     }
 
     /// Re-reads the config file and certificates and swaps them in. On any
-    /// error the running state is kept. Listener addresses and
-    /// `max_connections` apply at the next restart.
+    /// error the running state is kept. Keys read only at start (listeners,
+    /// `max_connections`, the store, the session keys) keep their running
+    /// values, with a warning naming each one that changed.
     pub fn reload(&self) -> Result<(), StateError> {
         let current = self.state();
         let config = Config::load(&current.config.path)?;
         tls::ensure_default_cert(&config.tls)?;
         let next = State::build(config)?;
-        let (old, new) = (&current.config.server, &next.config.server);
-        if old.listen != new.listen
-            || old.redirect_http != new.redirect_http
-            || old.max_connections != new.max_connections
-        {
+        next.config.log_warnings();
+        for key in restart_required(&current.config, &next.config) {
             tracing::warn!(
-                "listen addresses and max_connections changed; they apply at the next restart"
+                key,
+                "changed, but read only at start: the running value is kept until the next restart"
             );
         }
         let routes = next.config.routes.len();

@@ -83,6 +83,36 @@ async fn s2_sighup_reloads_routes() {
     assert_eq!(r.echo().upstream, "b");
 }
 
+/// A key read only at start is kept at its running value on SIGHUP, and the
+/// reload says so, naming each such key that changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s2_sighup_warns_about_keys_it_cannot_apply() {
+    let (a, b) = (Upstream::start("a").await, Upstream::start("b").await);
+    let mut proxy = TestProxy::start(&routed_to(&a)).await;
+    let skip = proxy.logs().len();
+    proxy.write_config(
+        &routed_to(&b)
+            .server("max_connections = 77")
+            .raw("[session]\nmax_sessions = 10"),
+    );
+    reload(&mut proxy)
+        .await
+        .expect("a valid config must be accepted");
+    let warned: Vec<String> = proxy.logs()[skip..]
+        .iter()
+        .filter(|v| v["level"] == "WARN")
+        .filter_map(|v| v["key"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(
+        warned,
+        ["server.max_connections", "session.max_sessions"],
+        "{:?}",
+        &proxy.logs()[skip..]
+    );
+    // What a reload can apply, it applied.
+    assert_eq!(upstream_name(&proxy).await, "b");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s2_sighup_reloads_certificates() {
     let up = Upstream::start("app").await;
