@@ -1,5 +1,6 @@
-//! The real `examples/legacy_app.py` (Flask, client-side sessions) as a
-//! subprocess on an ephemeral loopback port.
+//! The real `examples/legacy_app.py` (Flask, client-side sessions), or
+//! another app under `examples/`, as a subprocess on an ephemeral loopback
+//! port.
 //!
 //! Python comes from `CLOAKROOM_TEST_PYTHON` (set by `scripts/test.sh` to
 //! its venv) or else `target/venv/bin/python`. A Python without Flask is a
@@ -56,6 +57,11 @@ pub fn require_modules(modules: &[&str]) {
 impl Flask {
     /// Starts the app and waits (up to 20 s) until it accepts connections.
     pub async fn start() -> Flask {
+        Flask::start_example("legacy_app.py").await
+    }
+
+    /// Starts `examples/<file>`, which takes `--port` like the legacy app.
+    pub async fn start_example(file: &str) -> Flask {
         require_modules(&["flask"]);
         // A free port: bind :0, note it, release it for the app.
         let port = TcpListener::bind("127.0.0.1:0")
@@ -65,7 +71,9 @@ impl Flask {
             .port();
         let dir = tempfile::tempdir().unwrap();
         let log = File::create(dir.path().join("flask.log")).unwrap();
-        let app = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/legacy_app.py");
+        let app = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("examples")
+            .join(file);
         let child = Command::new(python())
             .arg(app)
             .arg("--port")
@@ -85,7 +93,7 @@ impl Flask {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("legacy_app.py exited ({status}): {}", self.log());
+                panic!("the Flask app exited ({status}): {}", self.log());
             }
             if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
                 .await
@@ -95,7 +103,7 @@ impl Flask {
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "legacy_app.py did not listen within 20 s: {}",
+                "the Flask app did not listen within 20 s: {}",
                 self.log()
             );
             tokio::time::sleep(Duration::from_millis(50)).await;

@@ -30,6 +30,7 @@ pub struct ProxyConfig {
     server: Vec<String>,
     rest: String,
     files: Vec<(String, Vec<u8>)>,
+    whole: Option<String>,
 }
 
 impl ProxyConfig {
@@ -62,6 +63,15 @@ impl ProxyConfig {
         self
     }
 
+    /// A complete `proxy.toml`, used as it is instead of the built one (no
+    /// loopback, admin or store lines added: the caller sees to those).
+    pub fn verbatim(text: &str) -> Self {
+        Self {
+            whole: Some(text.to_string()),
+            ..Self::default()
+        }
+    }
+
     /// A file written into the proxy's directory before it starts.
     pub fn file(mut self, rel: &str, contents: impl Into<Vec<u8>>) -> Self {
         self.files.push((rel.to_string(), contents.into()));
@@ -69,6 +79,9 @@ impl ProxyConfig {
     }
 
     pub fn render(&self) -> String {
+        if let Some(whole) = &self.whole {
+            return whole.clone();
+        }
         format!(
             "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"\"\n{}\n\n[store]\nbackend = \"memory\"\n{}",
             self.server.join("\n"),
@@ -77,6 +90,14 @@ impl ProxyConfig {
     }
 
     fn has_redirect(&self) -> bool {
+        if let Some(whole) = &self.whole {
+            let table: toml::Table = toml::from_str(whole).unwrap();
+            return table
+                .get("server")
+                .and_then(|s| s.get("redirect_http"))
+                .and_then(|v| v.as_str())
+                .is_some_and(|v| !v.is_empty());
+        }
         self.server
             .iter()
             .any(|l| l.trim_start().starts_with("redirect_http"))
