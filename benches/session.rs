@@ -81,7 +81,7 @@ fn jar(now: u64) -> Jar {
 struct Fixture {
     _dir: tempfile::TempDir,
     state: State,
-    manager: Manager,
+    manager: Manager<Store>,
     /// The session the benchmarked requests carry.
     id: SessionId,
     key: SessionKey,

@@ -15,6 +15,7 @@ use crate::identity::IdentityHeaders;
 use crate::metrics::RequestCounters;
 use crate::route::RouteTable;
 use crate::session::Manager;
+use crate::store::Store;
 use crate::tls::{self, TlsError};
 use crate::upstream::Upstream;
 
@@ -70,11 +71,14 @@ impl State {
     }
 }
 
+/// The process's sessions, over the configured store backend.
+pub type Sessions = Manager<Store>;
+
 /// Shared by every connection for the life of the process.
 pub struct Shared {
     state: ArcSwap<State>,
     /// Sessions outlive reloads: the store and keys are opened once.
-    pub sessions: Arc<Manager>,
+    pub sessions: Arc<Sessions>,
     /// Turns true when websocket tunnels must close (shutdown).
     closing: watch::Sender<bool>,
     /// The port the HTTPS listener is bound to (redirects point at it).
@@ -82,7 +86,7 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(state: State, sessions: Manager) -> Arc<Self> {
+    pub fn new(state: State, sessions: Sessions) -> Arc<Self> {
         let port = state.config.server.listen.port();
         Arc::new(Shared {
             state: ArcSwap::from_pointee(state),

@@ -9,12 +9,12 @@ use hyper::body::Incoming;
 use crate::config::{Config, Provider};
 use crate::reply::{json, no_content, redirect, ProxyBody, ProxyError};
 use crate::session::csrf::csrf;
-use crate::session::{Manager, SessionState};
+use crate::session::{Manager, SessionState, SessionStore};
 use crate::wire::headers::accepts_html;
 use crate::wire::percent::{percent_decode, percent_encode};
 
-pub async fn serve(
-    manager: &Manager,
+pub async fn serve<S: SessionStore + 'static>(
+    manager: &Manager<S>,
     config: &Config,
     req: &Request<Incoming>,
     path: &str,

@@ -5,7 +5,7 @@ use http::{header, HeaderValue, Response, StatusCode};
 
 use super::body::ProxyBody;
 use super::{json, plain};
-use crate::store::StoreError;
+use crate::session::StoreError;
 use crate::upstream::UpstreamError;
 
 #[derive(Debug, thiserror::Error)]

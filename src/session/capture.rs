@@ -12,9 +12,9 @@ use super::jar::Stored;
 use super::manager::{Found, Manager};
 use super::request::SessionState;
 use super::setcookie::{rewrite_for_browser, SetCookie};
+use super::store::{SessionStore, StoreError};
 use super::{Identity, Session};
 use crate::config::{Auth, Config, CookieMode, Provider, Route};
-use crate::store::StoreError;
 use crate::wire::path::under_any;
 
 /// Whether a response has anything for [`Exchange::capture`]: most carry
@@ -29,8 +29,8 @@ pub fn has_effects(auth: &Auth, headers: &HeaderMap) -> bool {
 }
 
 /// The facts of one exchange the response side needs.
-pub struct Exchange<'a> {
-    pub manager: &'a Manager,
+pub struct Exchange<'a, S> {
+    pub manager: &'a Manager<S>,
     pub config: &'a Config,
     pub route: &'a Route,
     pub path: &'a str,
@@ -40,7 +40,7 @@ pub struct Exchange<'a> {
     pub now: u64,
 }
 
-impl Exchange<'_> {
+impl<S: SessionStore + 'static> Exchange<'_, S> {
     /// Applies the upstream response's session effects to `sess` and the
     /// response headers.
     pub async fn capture(

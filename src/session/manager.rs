@@ -8,12 +8,13 @@ use std::time::Duration;
 use super::audit::audit;
 use super::codec::{Keyring, SessionId, SessionKey, VerifyCache};
 use super::now_ms;
+use super::store::{SessionStore, StoreError};
 use super::{Ended, Session};
 use crate::config::Session as SessionConfig;
-use crate::store::{SessionStore, Store, StoreError};
 
-pub struct Manager {
-    pub store: Store,
+/// Sessions over a store `S` (the process uses [`crate::store::Store`]).
+pub struct Manager<S> {
+    pub store: S,
     pub keys: Keyring,
 }
 
@@ -43,8 +44,8 @@ pub enum Lookup {
     Live(Box<Found>),
 }
 
-impl Manager {
-    pub fn new(store: Store, keys: Keyring) -> Self {
+impl<S: SessionStore + 'static> Manager<S> {
+    pub fn new(store: S, keys: Keyring) -> Self {
         Manager { store, keys }
     }
 

@@ -7,8 +7,8 @@
 //! decision taken on the upstream's response; [`csrf`] refuses
 //! cross-site requests riding on the session cookie; [`jar`] keeps upstream
 //! cookies and [`setcookie`] parses and rewrites `Set-Cookie`; [`manager`]
-//! creates, rotates, touches and ends sessions over a store, each change
-//! logged by [`audit`].
+//! creates, rotates, touches and ends sessions over any [`store`] backend,
+//! each change logged by [`audit`].
 
 pub mod audit;
 pub mod capture;
@@ -20,6 +20,7 @@ pub mod jar;
 pub mod manager;
 pub mod request;
 pub mod setcookie;
+pub mod store;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -31,6 +32,7 @@ use jar::Jar;
 pub use codec::{Keyring, SessionId, SessionKey, VerifyCache};
 pub use manager::Manager;
 pub use request::SessionState;
+pub use store::{SessionStore, StoreError};
 
 /// The current time in unix milliseconds: every session time is one.
 pub fn now_ms() -> u64 {

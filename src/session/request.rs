@@ -10,9 +10,9 @@ use http::HeaderValue;
 use super::codec::{Handle, SessionId, SessionKey, VerifyCache};
 use super::cookies::{session_cookie, CookieScan};
 use super::manager::{Found, Lookup, Manager};
+use super::store::{SessionStore, StoreError};
 use super::{now_ms, Identity, Session};
 use crate::config::Session as SessionConfig;
-use crate::store::StoreError;
 
 /// What the request's cookies led to, and what the response must say.
 #[derive(Debug, Default)]
@@ -30,8 +30,8 @@ impl SessionState {
     /// Looks up the session named by the request's session cookies: the
     /// first that verifies and names a live session wins; cookies that name
     /// none are cleared; a fallback-key cookie is re-issued.
-    pub async fn begin(
-        manager: &Manager,
+    pub async fn begin<S: SessionStore + 'static>(
+        manager: &Manager<S>,
         cfg: &SessionConfig,
         cookies: &CookieScan<'_>,
         route: Option<&str>,
@@ -77,9 +77,9 @@ impl SessionState {
 
     /// Records activity when `touch_interval` has passed, unless the
     /// request is passive (SPEC §7.2a).
-    pub async fn touch(
+    pub async fn touch<S: SessionStore + 'static>(
         &mut self,
-        manager: &Manager,
+        manager: &Manager<S>,
         cfg: &SessionConfig,
         now: u64,
         passive: bool,
@@ -93,9 +93,9 @@ impl SessionState {
     /// Ends the live session (`event`: `logout`, …) and clears the cookie.
     /// The one way a request logs out: `/.cloakroom/logout`, the upstream's
     /// logout header and the app's logout paths all come here.
-    pub async fn end(
+    pub async fn end<S: SessionStore + 'static>(
         &mut self,
-        manager: &Manager,
+        manager: &Manager<S>,
         event: &str,
         route: Option<&str>,
     ) -> Result<(), StoreError> {
