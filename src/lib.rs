@@ -3,14 +3,31 @@
 //!
 //! # Layout
 //!
-//! The modules follow a request's journey:
-//! [`server`] accepts connections and runs TLS ([`tls`]) and HTTP/1.1 or
-//! HTTP/2; [`proxy`] holds the per-request phases — route, forward over the
-//! pooled [`upstream`] client, rewrite the response. [`session`] keeps the
-//! server-side session and cookie jar over a [`store`]; [`identity`] sets
-//! the trusted identity headers; [`auth`] answers `/.cloakroom/`. [`config`] turns
-//! `proxy.toml` into a validated [`config::Config`] once; [`app`] assembles
-//! the pieces, reloads and drains; [`cli`] and [`telemetry`] are the edges.
+//! The modules follow a request's journey: [`server`] accepts connections
+//! and runs TLS ([`tls`]) and HTTP/1.1 or HTTP/2; [`proxy`] runs the
+//! per-request phases over one context — inspect, [`route`], session, guard,
+//! upstream request, send over the pooled [`upstream`] client, respond;
+//! [`session`] holds every session rule (the cookie codec, the one `Cookie`
+//! scan, the jar, the decision on a response, CSRF, audit events) over any
+//! [`store`] backend; [`identity`] sets the trusted identity headers;
+//! [`auth`] answers `/.cloakroom/`; [`admin`] is the admin listener.
+//!
+//! Imports only run down these layers, never back up (top first):
+//!
+//! ```text
+//! main → cli → app                 assembly, signals, listeners wired to services
+//! admin                            the admin API, served by server's loop
+//! server                           accept loops, h1/h2 connections, redirect listener
+//! proxy                            the phase order and one file per phase
+//! auth                             /.cloakroom/ endpoints
+//! state                            State (swapped on reload) and Shared
+//! identity, route, tls, store      header names, route table, certificates, backends
+//! reply                            response bodies, ProxyError → response
+//! session                          session rules and the SessionStore contract
+//! upstream, telemetry              pooled client; logs and access lines
+//! config                           proxy.toml → validated Config, once
+//! wire, metrics, net               pure HTTP helpers, Prometheus, socket writes
+//! ```
 
 #![forbid(unsafe_code)]
 

@@ -377,3 +377,43 @@ async fn s8_7_session_endpoint_and_logout() {
     assert!(clears_session(&r));
     assert_eq!(whoami(&mut b).await["authenticated"], false);
 }
+
+/// SPEC §9.2: hop-by-hop headers, including those a client's `Connection`
+/// names, are removed before the proxy sets its own, so a `Connection` token
+/// removes the client's copy and never the identity headers, the jar's
+/// `Cookie` or `X-Forwarded-*` the proxy sets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s9_2_connection_tokens_cannot_remove_what_the_proxy_sets() {
+    let app = App::start("app").await;
+    let proxy = upstream_auth(&app, "").await;
+    let mut b = Browser::new(&proxy);
+    login(&mut b, "alice").await;
+    let r = b
+        .get(&scripted("/", &["Set-Cookie: app=jarvalue; Path=/"]))
+        .await;
+    assert_eq!(r.status, 200);
+    for token in [
+        "X-Forwarded-User",
+        "x-forwarded-user, keep-alive",
+        "x_forwarded_user",
+        "Cookie",
+        "cookie, X-Forwarded-User",
+        "X-Forwarded-For, X-Forwarded-Proto, X-Forwarded-Host",
+    ] {
+        let req = b
+            .request(Method::GET, "/")
+            .header(header::CONNECTION, token)
+            .header("x-forwarded-user", "mallory")
+            .body(empty())
+            .unwrap();
+        let r = b.send(req).await;
+        assert_eq!(r.status, 200, "{token}");
+        let echo = r.echo();
+        assert_eq!(echo.all("x-forwarded-user"), ["alice"], "{token}");
+        assert_eq!(echo.all("cookie"), ["app=jarvalue"], "{token}");
+        assert_eq!(echo.one("x-forwarded-proto"), Some("https"), "{token}");
+        assert_eq!(echo.one("x-forwarded-for"), Some("127.0.0.1"), "{token}");
+        assert_eq!(echo.one("x-forwarded-host"), Some(b.host.as_str()), "{token}");
+        assert_eq!(echo.one("connection"), None, "{token}");
+    }
+}
