@@ -413,7 +413,11 @@ async fn s9_2_connection_tokens_cannot_remove_what_the_proxy_sets() {
         assert_eq!(echo.all("cookie"), ["app=jarvalue"], "{token}");
         assert_eq!(echo.one("x-forwarded-proto"), Some("https"), "{token}");
         assert_eq!(echo.one("x-forwarded-for"), Some("127.0.0.1"), "{token}");
-        assert_eq!(echo.one("x-forwarded-host"), Some(b.host.as_str()), "{token}");
+        assert_eq!(
+            echo.one("x-forwarded-host"),
+            Some(b.host.as_str()),
+            "{token}"
+        );
         assert_eq!(echo.one("connection"), None, "{token}");
     }
 }

@@ -13,19 +13,7 @@ pub use error::ProxyError;
 
 /// A JSON response made by the proxy itself.
 pub fn json(status: StatusCode, body: impl Into<bytes::Bytes>) -> Response<ProxyBody> {
-    let mut resp = Response::new(ProxyBody::text(body));
-    *resp.status_mut() = status;
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    resp
+    own(status, "application/json", body.into())
 }
 
 /// A short plain-text response made by the proxy itself.
@@ -33,13 +21,15 @@ pub fn plain(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
     let mut body = String::with_capacity(text.len() + 1);
     body.push_str(text);
     body.push('\n');
+    own(status, "text/plain; charset=utf-8", body.into())
+}
+
+/// A body of the proxy's own: never cached, never sniffed.
+fn own(status: StatusCode, content_type: &'static str, body: bytes::Bytes) -> Response<ProxyBody> {
     let mut resp = Response::new(ProxyBody::text(body));
     *resp.status_mut() = status;
     let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
