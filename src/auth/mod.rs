@@ -8,7 +8,6 @@ use hyper::body::Incoming;
 
 use crate::config::{Config, Provider};
 use crate::reply::{json, no_content, redirect, ProxyBody, ProxyError};
-use crate::session::csrf::csrf;
 use crate::session::{Manager, SessionState, SessionStore};
 use crate::wire::headers::accepts_html;
 use crate::wire::percent::{percent_decode, percent_encode};
@@ -27,9 +26,8 @@ pub async fn serve<S: SessionStore + 'static>(
     match path {
         "/.cloakroom/session" if read => Ok(session_info(config, sess)),
         "/.cloakroom/logout" if method == Method::POST => {
-            if sess.live.is_some() && csrf(&config.csrf, method, req.headers(), host).is_err() {
-                return Err(ProxyError::CsrfRejected);
-            }
+            sess.check_csrf(&config.csrf, method, req.headers(), host, None)
+                .map_err(|_| ProxyError::CsrfRejected)?;
             sess.end(manager, "logout", None).await?;
             Ok(if accepts_html(req.headers()) {
                 redirect(StatusCode::SEE_OTHER, "/")

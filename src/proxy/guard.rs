@@ -7,8 +7,6 @@ use http::{HeaderValue, Method};
 
 use super::{Ctx, ProxyError};
 use crate::config::{Route, RouteAuth};
-use crate::session::audit::audit;
-use crate::session::csrf::csrf;
 use crate::wire::headers::is_navigation;
 use crate::wire::path::under_any;
 use crate::wire::percent::percent_encode;
@@ -24,13 +22,9 @@ pub fn admit(ctx: &Ctx<'_>, route: &Route, headers: &HeaderMap) -> Result<(), Pr
         &ctx.path,
         ctx.query,
     )?;
-    if sess.live.is_some()
-        && csrf(&ctx.state.config.csrf, &ctx.method, headers, ctx.host()).is_err()
-    {
-        audit("csrf_rejected", sess.key(), sess.user(), Some(&route.name));
-        return Err(ProxyError::CsrfRejected);
-    }
-    Ok(())
+    let csrf = &ctx.state.config.csrf;
+    sess.check_csrf(csrf, &ctx.method, headers, ctx.host(), Some(&route.name))
+        .map_err(|_| ProxyError::CsrfRejected)
 }
 
 /// Refuses a request to an `auth = "required"` route without an identity,

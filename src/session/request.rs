@@ -5,14 +5,16 @@
 
 use std::sync::Arc;
 
-use http::HeaderValue;
+use http::{HeaderMap, HeaderValue, Method};
 
+use super::audit::audit;
 use super::codec::{Handle, SessionId, SessionKey, VerifyCache};
 use super::cookies::{session_cookie, CookieScan};
+use super::csrf::{csrf, CrossSite};
 use super::manager::{Found, Lookup, Manager};
 use super::store::{SessionStore, StoreError};
 use super::{now_ms, Identity, Session};
-use crate::config::Session as SessionConfig;
+use crate::config::{Csrf, Session as SessionConfig};
 
 /// What the request's cookies led to, and what the response must say.
 #[derive(Debug, Default)]
@@ -107,6 +109,23 @@ impl SessionState {
             self.issue = None;
         }
         Ok(())
+    }
+
+    /// The CSRF rule (SPEC §9.6) for this request: it applies only when the
+    /// request carries a live session; a refusal is an audit event.
+    pub fn check_csrf(
+        &self,
+        cfg: &Csrf,
+        method: &Method,
+        headers: &HeaderMap,
+        host: &str,
+        route: Option<&str>,
+    ) -> Result<(), CrossSite> {
+        if self.live.is_none() {
+            return Ok(());
+        }
+        csrf(cfg, method, headers, host)
+            .inspect_err(|_| audit("csrf_rejected", self.key(), self.user(), route))
     }
 
     /// The session now lives under a new id (created or rotated): the
