@@ -203,9 +203,11 @@ async fn s8_4_upstream_logout_header_ends_session() {
     let mut b = Browser::new(&proxy);
     login(&mut b, "alice").await;
     let v = b.session().unwrap();
+    // Not one of logout_paths: the header alone ends it (§8.7a is tested
+    // in sessions_logout.rs).
     let r = b
         .get(&scripted(
-            "/logout",
+            "/bye",
             &["X-Cloakroom-Logout: 1", "Set-Cookie: after=logout; Path=/"],
         ))
         .await;
@@ -413,7 +415,11 @@ async fn s9_2_connection_tokens_cannot_remove_what_the_proxy_sets() {
         assert_eq!(echo.all("cookie"), ["app=jarvalue"], "{token}");
         assert_eq!(echo.one("x-forwarded-proto"), Some("https"), "{token}");
         assert_eq!(echo.one("x-forwarded-for"), Some("127.0.0.1"), "{token}");
-        assert_eq!(echo.one("x-forwarded-host"), Some(b.host.as_str()), "{token}");
+        assert_eq!(
+            echo.one("x-forwarded-host"),
+            Some(b.host.as_str()),
+            "{token}"
+        );
         assert_eq!(echo.one("connection"), None, "{token}");
     }
 }
