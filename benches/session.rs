@@ -190,6 +190,7 @@ impl Fixture {
             route,
             path: PATH,
             is_post: false,
+            status: http::StatusCode::OK,
             client_ip: [127, 0, 0, 1].into(),
             user_agent: None,
             now,

@@ -309,14 +309,19 @@ async fn readme_flask_unchanged_app_s5_jar_s8_4_rotation_s7_1_idle_s8_7_logout()
     assert!(clears_session(&r));
     assert_eq!(json(&r)["user"], Value::Null);
 
-    // The app's /logout empties its cookie; cloakroom's session lives on.
+    // The app's /logout (a default logout path, §8.7a) ends cloakroom's
+    // session too: the cookie is cleared and the old one is dead.
     let r = c.nav("/logout").await;
     assert_eq!(r.status, StatusCode::FOUND);
+    assert!(clears_session(&r));
+    assert!(c.0.session().is_none());
     let state = c.state().await;
     assert_eq!(state["user"], Value::Null);
     assert_eq!(state["cookie_header"], Value::Null);
-    assert_eq!(c.0.session().as_ref(), Some(&bob));
-    assert!(c.json("/.cloakroom/session").await["expires_at"].is_string());
+    assert!(c.json("/.cloakroom/session").await["expires_at"].is_null());
+    let r = Client::holding(&proxy, &bob).nav("/api/state").await;
+    assert!(clears_session(&r));
+    assert_eq!(json(&r)["user"], Value::Null);
 
     // POST /.cloakroom/logout ends the session and the app's state with it.
     c.login("/login", "alice", "wonderland").await;

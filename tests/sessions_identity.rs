@@ -203,9 +203,11 @@ async fn s8_4_upstream_logout_header_ends_session() {
     let mut b = Browser::new(&proxy);
     login(&mut b, "alice").await;
     let v = b.session().unwrap();
+    // Not one of logout_paths: the header alone ends it (§8.7a is tested
+    // in sessions_logout.rs).
     let r = b
         .get(&scripted(
-            "/logout",
+            "/bye",
             &["X-Cloakroom-Logout: 1", "Set-Cookie: after=logout; Path=/"],
         ))
         .await;

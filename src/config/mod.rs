@@ -138,6 +138,31 @@ pub struct Store {
     pub redis_password_env: String,
 }
 
+/// `auth.login_paths` by default: the login pages of the common frameworks
+/// (plain apps, Flask, Django admin and allauth, Drupal, Devise, WordPress).
+/// The first is where `/.cloakroom/login` sends the browser.
+pub const DEFAULT_LOGIN_PATHS: [&str; 8] = [
+    "/login",
+    "/signin",
+    "/auth/login",
+    "/admin/login",
+    "/accounts/login",
+    "/user/login",
+    "/users/sign_in",
+    "/wp-login.php",
+];
+
+/// `auth.logout_paths` by default: the same frameworks' logout pages.
+pub const DEFAULT_LOGOUT_PATHS: [&str; 7] = [
+    "/logout",
+    "/signout",
+    "/auth/logout",
+    "/admin/logout",
+    "/accounts/logout",
+    "/user/logout",
+    "/users/sign_out",
+];
+
 /// Validation yields only `None` and `Upstream` until the others are built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Provider {
@@ -153,7 +178,11 @@ pub struct Auth {
     pub users_file: PathBuf,
     pub upstream_login_header: HeaderName,
     pub upstream_logout_header: HeaderName,
+    /// Path prefixes as written (SPEC §8.4); the first is the app's login
+    /// page, a redirect target, so it keeps the operator's spelling.
     pub login_paths: Vec<String>,
+    /// Normalised prefixes, never `/` (SPEC §8.7a).
+    pub logout_paths: Vec<String>,
     pub max_failures_per_user: u32,
     pub max_failures_per_address: u32,
     pub failure_window: Duration,

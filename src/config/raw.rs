@@ -101,6 +101,7 @@ pub(crate) struct RawAuth {
     pub login_paths: S<Vec<Spanned<String>>>,
     pub form_user_field: S<String>,
     pub form_success_paths: S<Vec<Spanned<String>>>,
+    pub logout_paths: S<Vec<Spanned<String>>>,
     pub max_failures_per_user: S<i64>,
     pub max_failures_per_address: S<i64>,
     pub failure_window: S<String>,

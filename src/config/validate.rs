@@ -212,6 +212,39 @@ impl Ctx<'_> {
         out
     }
 
+    /// `auth.logout_paths`, normalised as request paths are (SPEC §3), so
+    /// the check per request is one prefix scan. `/` is refused: every
+    /// session would end with its first answered request.
+    fn logout_paths(&mut self, v: S<Vec<Spanned<String>>>) -> Vec<String> {
+        let key = "auth.logout_paths";
+        let Some(v) = v else {
+            return DEFAULT_LOGOUT_PATHS.map(String::from).to_vec();
+        };
+        let mut out = Vec::new();
+        for p in v.into_inner() {
+            match crate::wire::path::normalise_prefix(p.get_ref()) {
+                Some(n) if n != "/" => out.push(n),
+                Some(_) => self.err(
+                    at(&p),
+                    key,
+                    format!(
+                        "{:?} would end every session at its first answered request; list the app's logout pages (e.g. \"/logout\"), or [] to turn this off",
+                        p.get_ref()
+                    ),
+                ),
+                None => self.err(
+                    at(&p),
+                    key,
+                    format!(
+                        "{:?} is not a path prefix; it must start with '/' and hold no spaces",
+                        p.get_ref()
+                    ),
+                ),
+            }
+        }
+        out
+    }
+
     fn cookie_names(&mut self, key: &str, v: S<Vec<Spanned<String>>>) -> Vec<String> {
         let mut out = Vec::new();
         for n in self.list(v) {
@@ -494,9 +527,10 @@ impl Ctx<'_> {
     fn auth(&mut self, r: raw::RawAuth) -> Auth {
         let provider = self.provider(r.provider);
         let login_paths = match r.login_paths {
-            None => vec!["/login".to_string()],
+            None => DEFAULT_LOGIN_PATHS.map(String::from).to_vec(),
             some => self.path_list("auth.login_paths", some),
         };
+        let logout_paths = self.logout_paths(r.logout_paths);
         let local = "provider = \"local\"";
         self.not_built("auth.users_file", &r.users_file, local);
         self.not_built(
@@ -537,6 +571,7 @@ impl Ctx<'_> {
                 "X-Cloakroom-Logout",
             ),
             login_paths,
+            logout_paths,
             max_failures_per_user: self.count(
                 "auth.max_failures_per_user",
                 r.max_failures_per_user,
@@ -1036,6 +1071,52 @@ mod tests {
     fn s3_defaults_and_the_shipped_proxy_toml_have_no_warnings() {
         assert!(warnings(ROUTE).is_empty());
         assert!(warnings(include_str!("../../proxy.toml")).is_empty());
+    }
+
+    #[test]
+    fn s3_login_and_logout_paths_default_to_the_spec_lists() {
+        let c = Config::parse(Path::new("/x/proxy.toml"), ROUTE).unwrap();
+        let login = [
+            "/login",
+            "/signin",
+            "/auth/login",
+            "/admin/login",
+            "/accounts/login",
+            "/user/login",
+            "/users/sign_in",
+            "/wp-login.php",
+        ];
+        let logout = [
+            "/logout",
+            "/signout",
+            "/auth/logout",
+            "/admin/logout",
+            "/accounts/logout",
+            "/user/logout",
+            "/users/sign_out",
+        ];
+        assert_eq!(c.auth.login_paths, login);
+        assert_eq!(c.auth.logout_paths, logout);
+        let text = format!("[auth]\nlogin_paths = []\nlogout_paths = []\n{ROUTE}");
+        let c = Config::parse(Path::new("/x/proxy.toml"), &text).unwrap();
+        assert!(c.auth.login_paths.is_empty() && c.auth.logout_paths.is_empty());
+    }
+
+    #[test]
+    fn s8_7a_logout_paths_are_normalised_prefixes() {
+        let text = format!(
+            "[auth]\nlogout_paths = [\"/accounts/logout/\", \"//a/./b//\", \"/x/../bye\"]\n{ROUTE}"
+        );
+        let c = Config::parse(Path::new("/x/proxy.toml"), &text).unwrap();
+        assert_eq!(c.auth.logout_paths, ["/accounts/logout", "/a/b", "/bye"]);
+        let e = errors(&format!(
+            "[auth]\nlogout_paths = [\n  \"logout\",\n  \"/\",\n  \"/a b\",\n  \"/x/..\",\n]\n{ROUTE}"
+        ));
+        assert_eq!(e.len(), 4, "{e:?}");
+        assert!(e[0].contains(":3: auth.logout_paths: \"logout\" is not a path prefix"));
+        assert!(e[1].contains(":4: auth.logout_paths: \"/\" would end every session"));
+        assert!(e[2].contains(":5: auth.logout_paths: \"/a b\" is not a path prefix"));
+        assert!(e[3].contains(":6: auth.logout_paths: \"/x/..\" would end every session"));
     }
 
     #[test]

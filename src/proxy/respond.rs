@@ -23,13 +23,15 @@ pub async fn upstream(
     mut resp: Response<UpstreamBody>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let cfg = &ctx.state.config;
-    if has_effects(&cfg.auth, resp.headers()) {
+    let status = resp.status();
+    if has_effects(&cfg.auth, &ctx.path, status, resp.headers()) {
         let exchange = Exchange {
             manager: &ctx.shared.sessions,
             config: cfg,
             route,
             path: &ctx.path,
             is_post: ctx.method == http::Method::POST,
+            status,
             client_ip: ctx.conn.peer.ip(),
             user_agent: ctx.user_agent.as_ref(),
             now: ctx.now.unwrap_or_else(now_ms),

@@ -1,11 +1,18 @@
 //! The session decision taken on an upstream response (SPEC §4.5, §4.6,
-//! §5, §6, §8.4): the upstream's login and logout headers, every
-//! `Set-Cookie` into the jar or rewritten for the browser, and then, once,
-//! create, rotate or save the session.
+//! §5, §6, §8.4, §8.7a): the upstream's login and logout headers, a logout
+//! path answered with success, every `Set-Cookie` into the jar or rewritten
+//! for the browser, and then, once, create, rotate, save or end the session.
+//!
+//! A response that ends the session (the logout header, or a logout path)
+//! stores nothing: the jar-bound `Set-Cookie`s go nowhere, since the jar
+//! they would land in is being deleted and no session may be made for
+//! them, while cookies meant for the browser (`passthrough`) are still
+//! rewritten and passed, so the app can clear its own.
 
 use std::sync::Arc;
 
 use http::header::{self, HeaderMap, HeaderValue};
+use http::StatusCode;
 
 use super::audit::audit;
 use super::jar::Stored;
@@ -17,15 +24,24 @@ use super::{Identity, Session};
 use crate::config::{Auth, Config, CookieMode, Provider, Route};
 use crate::wire::path::under_any;
 
-/// Whether a response has anything for [`Exchange::capture`]: most carry
-/// none of its headers, and one scan of the names present settles it without
-/// hashing each or building the capture's future.
-pub fn has_effects(auth: &Auth, headers: &HeaderMap) -> bool {
-    headers.keys().any(|n| {
-        n == header::SET_COOKIE
-            || n == auth.upstream_login_header
-            || n == auth.upstream_logout_header
-    })
+/// Whether a response has anything for [`Exchange::capture`]: most answer
+/// no logout path and carry none of its headers, and a prefix scan and one
+/// scan of the names present settle it without hashing each or building the
+/// capture's future.
+pub fn has_effects(auth: &Auth, path: &str, status: StatusCode, headers: &HeaderMap) -> bool {
+    app_logout(auth, path, status)
+        || headers.keys().any(|n| {
+            n == header::SET_COOKIE
+                || n == auth.upstream_login_header
+                || n == auth.upstream_logout_header
+        })
+}
+
+/// SPEC §8.7a: the app answered a request under one of `logout_paths` with
+/// success (2xx or 3xx), so its own logout ends the session too. `path` is
+/// the normalised one, and the prefixes were normalised at load.
+fn app_logout(auth: &Auth, path: &str, status: StatusCode) -> bool {
+    (status.is_success() || status.is_redirection()) && under_any(&auth.logout_paths, path)
 }
 
 /// The facts of one exchange the response side needs.
@@ -35,6 +51,8 @@ pub struct Exchange<'a, S> {
     pub route: &'a Route,
     pub path: &'a str,
     pub is_post: bool,
+    /// The upstream's status (a logout path ends the session on success).
+    pub status: StatusCode,
     pub client_ip: std::net::IpAddr,
     pub user_agent: Option<&'a HeaderValue>,
     pub now: u64,
@@ -49,17 +67,19 @@ impl<S: SessionStore + 'static> Exchange<'_, S> {
         headers: &mut HeaderMap,
     ) -> Result<(), StoreError> {
         let cfg = self.config;
-        if !has_effects(&cfg.auth, headers) {
+        if !has_effects(&cfg.auth, self.path, self.status, headers) {
             return Ok(());
         }
         let login = headers.remove(&cfg.auth.upstream_login_header);
         let logout = headers.remove(&cfg.auth.upstream_logout_header);
         let upstream_auth = cfg.auth.provider == Provider::Upstream;
-        if upstream_auth && logout.is_some() {
+        if (upstream_auth && logout.is_some()) || app_logout(&cfg.auth, self.path, self.status) {
+            // Once, whichever said it; nothing is stored and nothing bound.
             sess.end(self.manager, "logout", Some(&self.route.name))
                 .await?;
+            self.capture_set_cookies(headers, None);
+            return Ok(());
         }
-        let existed = sess.live.is_some();
         let mut session = match sess.live.as_ref() {
             Some(f) => Arc::clone(&f.session),
             None => {
@@ -72,23 +92,41 @@ impl<S: SessionStore + 'static> Exchange<'_, S> {
                 ))
             }
         };
-        let ended = upstream_auth && logout.is_some();
         // The one copy of a changing session: the stored one stays intact
         // until the store swaps in the new version.
         let draft = Arc::make_mut(&mut session);
-        let jar_changed = self.capture_set_cookies(headers, draft, ended);
-        let mut identity_changed = false;
-        if let (true, false, Some(v)) = (upstream_auth, ended, login.as_ref()) {
-            identity_changed = self.bind_login(draft, v);
-        }
-        if ended || !(jar_changed || identity_changed) {
+        let jar_changed = self.capture_set_cookies(headers, Some(&mut *draft));
+        let identity_changed = match (upstream_auth, login.as_ref()) {
+            (true, Some(v)) => self.bind_login(draft, v),
+            _ => false,
+        };
+        if !(jar_changed || identity_changed) {
             return Ok(());
         }
-        let login_post = self.is_post && jar_changed && under_any(&cfg.auth.login_paths, self.path);
-        let session_cfg = &cfg.session;
+        // A login rotates (§4.6), and so does a POST to a login path that
+        // changed the jar (§8.4: fixation defence for apps without the header).
+        let rotate = identity_changed
+            || (self.is_post && jar_changed && under_any(&cfg.auth.login_paths, self.path));
+        self.commit(sess, session, rotate).await?;
+        if identity_changed && sess.live.is_some() {
+            audit("login", sess.key(), sess.user(), Some(&self.route.name));
+        }
+        Ok(())
+    }
+
+    /// Writes the changed session: under a new id when `rotate`, else under
+    /// its own, or created when the request had none (§4.5). A session that
+    /// ended while the upstream answered is not brought back.
+    async fn commit(
+        &self,
+        sess: &mut SessionState,
+        mut session: Arc<Session>,
+        rotate: bool,
+    ) -> Result<(), StoreError> {
+        let session_cfg = &self.config.session;
         let route = Some(self.route.name.as_str());
         match sess.live.take() {
-            Some(found) if identity_changed || login_post => {
+            Some(found) if rotate => {
                 let rotated = self
                     .manager
                     .rotate(&found.key, &mut session, session_cfg, route)
@@ -110,7 +148,6 @@ impl<S: SessionStore + 'static> Exchange<'_, S> {
                 }
             }
             None => {
-                debug_assert!(!existed);
                 let (id, key) = self
                     .manager
                     .create(&mut session, session_cfg, route)
@@ -118,19 +155,16 @@ impl<S: SessionStore + 'static> Exchange<'_, S> {
                 sess.issued(id, key, session);
             }
         }
-        if identity_changed && sess.live.is_some() {
-            audit("login", sess.key(), sess.user(), route);
-        }
         Ok(())
     }
 
-    /// Moves jar-bound `Set-Cookie`s into the session's jar and rewrites the
+    /// Moves jar-bound `Set-Cookie`s into the session's jar (or, when the
+    /// session is ending and there is none, drops them) and rewrites the
     /// rest for the browser. Returns true when the jar changed.
     fn capture_set_cookies(
         &self,
         headers: &mut HeaderMap,
-        session: &mut Session,
-        session_ended: bool,
+        mut session: Option<&mut Session>,
     ) -> bool {
         if !headers.contains_key(header::SET_COOKIE) {
             return false;
@@ -167,9 +201,9 @@ impl<S: SessionStore + 'static> Exchange<'_, S> {
                 }
                 continue;
             }
-            if session_ended {
+            let Some(session) = session.as_deref_mut() else {
                 continue;
-            }
+            };
             match SetCookie::parse(raw) {
                 Ok(sc) => match session.jar_mut(&route.name).store(
                     &sc,
@@ -183,7 +217,9 @@ impl<S: SessionStore + 'static> Exchange<'_, S> {
                 Err(r) => reject(route, r.reason()),
             }
         }
-        session.jars.retain(|(_, j)| !j.is_empty());
+        if let Some(session) = session {
+            session.jars.retain(|(_, j)| !j.is_empty());
+        }
         changed
     }
 

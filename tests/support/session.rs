@@ -5,7 +5,8 @@
 //! (the same shape as [`super::Echo`]), plus one response header per
 //! `h=Name:Value` query parameter (percent-encoded), so a test scripts the
 //! upstream's `Set-Cookie`, login and logout headers in the URL it asks
-//! for. `/ws` is a websocket that echoes raw bytes.
+//! for; `s=NNN` sets the status (200 otherwise). `/ws` is a websocket that
+//! echoes raw bytes.
 //!
 //! [`Browser`] keeps the cookies the proxy sets (honouring `Max-Age=0`),
 //! sends `Host: localhost:PORT` and, on unsafe methods, a same-origin
@@ -83,6 +84,9 @@ fn answer(name: &str, mut req: Request<Incoming>) -> Response<Body> {
         let v = pct_decode(v);
         if let (Some((hn, hv)), "h") = (v.split_once(':'), k) {
             builder = builder.header(hn.trim(), hv.trim_start());
+        }
+        if let ("s", Ok(status)) = (k, v.parse::<u16>()) {
+            builder = builder.status(status);
         }
     }
     if req.uri().path() == "/ws" {
