@@ -22,6 +22,8 @@ use http::header::{HeaderName, HeaderValue};
 use http::uri::Authority;
 use ipnet::IpNet;
 
+use crate::wire::origin::UpstreamOrigin;
+
 /// The validated configuration. Cheap to share behind an `Arc`.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -248,6 +250,14 @@ pub struct Route {
     pub passthrough_cookies: Vec<String>,
     pub script_readable_cookies: Vec<String>,
     pub preserve_host: bool,
+    /// SPEC §9.7: `Location`/`Content-Location` naming the upstream (or
+    /// this host over http) point back at the client's origin.
+    pub rewrite_location: bool,
+    /// SPEC §9.6a: a same-origin `Origin`/`Referer` is sent as the
+    /// upstream's own.
+    pub translate_origin: bool,
+    /// `upstream` for those two, made once at load.
+    pub upstream_origin: UpstreamOrigin,
 }
 
 /// Problems that stop a file from being read at all.

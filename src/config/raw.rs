@@ -141,4 +141,6 @@ pub(crate) struct RawRoute {
     pub passthrough_cookies: S<Vec<Spanned<String>>>,
     pub script_readable_cookies: S<Vec<Spanned<String>>>,
     pub preserve_host: S<bool>,
+    pub rewrite_location: S<bool>,
+    pub translate_origin: S<bool>,
 }

@@ -757,6 +757,9 @@ impl Ctx<'_> {
                 self.err(prefix_at.or(pos), &format!("{k}.path_prefix"), format!("another route already has host {host_text:?} and path_prefix {path_prefix:?}; each pair must be unique"));
             }
             let upstream_url = r.upstream.map(Spanned::into_inner).unwrap_or_default();
+            let upstream_origin =
+                UpstreamOrigin::new(upstream.as_ref().map_or("127.0.0.1:5000", |a| a.as_str()))
+                    .expect("parse_upstream admits only authorities UpstreamOrigin accepts");
             out.push(Route {
                 index: i,
                 name: format!("{host_text}{path_prefix}"),
@@ -795,6 +798,9 @@ impl Ctx<'_> {
                     r.script_readable_cookies,
                 ),
                 preserve_host: self.flag(r.preserve_host, false),
+                rewrite_location: self.flag(r.rewrite_location, true),
+                translate_origin: self.flag(r.translate_origin, true),
+                upstream_origin,
             });
         }
         out
@@ -845,7 +851,8 @@ fn parse_upstream(s: &str) -> Option<Authority> {
     }
     let path_ok = matches!(uri.path(), "" | "/") && uri.query().is_none();
     let auth = uri.authority()?.clone();
-    (path_ok && !auth.as_str().contains('@')).then_some(auth)
+    let comparable = UpstreamOrigin::new(auth.as_str()).is_some();
+    (path_ok && !auth.as_str().contains('@') && comparable).then_some(auth)
 }
 
 /// `scheme://host[:port]`, lower-cased, or `None` when not an origin.
@@ -948,6 +955,22 @@ mod tests {
                 "{bad}: {e:?}"
             );
         }
+    }
+
+    #[test]
+    fn s9_7_s9_6a_route_rewrite_keys_default_on_and_must_be_booleans() {
+        let c = Config::parse(Path::new("/x/proxy.toml"), ROUTE).unwrap();
+        let r = &c.routes[0];
+        assert!(r.rewrite_location && r.translate_origin);
+        assert_eq!(r.upstream_origin.origin(), "http://127.0.0.1:5000");
+        let text = format!("{ROUTE}rewrite_location = false\ntranslate_origin = false\n");
+        let c = Config::parse(Path::new("/x/proxy.toml"), &text).unwrap();
+        assert!(!c.routes[0].rewrite_location && !c.routes[0].translate_origin);
+        let e = errors(&format!("{ROUTE}rewrite_location = \"yes\"\n"));
+        assert!(
+            e.iter().any(|e| e.contains(":3: route.rewrite_location")),
+            "{e:?}"
+        );
     }
 
     #[test]

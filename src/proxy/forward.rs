@@ -4,8 +4,9 @@
 //! The order is the safety rule of SPEC §9.2: first everything that removes
 //! headers the client sent (hop-by-hop headers and every header its
 //! `Connection` names, the client's identity headers), then everything the
-//! proxy sets (identity, the jar's `Cookie`, `X-Forwarded-*`, `Host`), so a
-//! `Connection` token can never remove what the proxy set.
+//! proxy sets (identity, the jar's `Cookie`, `X-Forwarded-*`, the
+//! translated `Origin`/`Referer`, `Host`), so a `Connection` token can never
+//! remove what the proxy set.
 
 use std::time::Instant;
 
@@ -18,7 +19,7 @@ use super::{Ctx, ProxyError};
 use crate::config::{CookieMode, Route};
 use crate::session::cookies::{upstream_cookie, CookieCounts};
 use crate::upstream::UpstreamBody;
-use crate::wire::headers;
+use crate::wire::{headers, origin};
 
 /// Rewrites the client's request into the upstream request, in place (a
 /// request is a few hundred bytes: every move is a copy).
@@ -66,6 +67,12 @@ pub fn build(ctx: &Ctx<'_>, route: &Route, req: &mut Request<Incoming>) -> Resul
         true => ctx.host.clone(),
         false => route.upstream_host.clone(),
     };
+    // SPEC §9.6a: the guard phase has checked the client's own `Origin`
+    // (CSRF); the app is sent the origin of the `Host` set next.
+    if route.translate_origin {
+        let seen = (!route.preserve_host).then(|| route.upstream_origin.origin());
+        origin::translate_request(h, ctx.host(), seen);
+    }
     h.insert(header::HOST, host);
     if ctx.websocket {
         h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));

@@ -1,6 +1,7 @@
 //! Phase 7, respond: the upstream's response on its way back — the session
 //! decision it carries ([`crate::session::capture`]), hop-by-hop headers
-//! out, a websocket tunnel for a `101` — and [`finish`], which every
+//! out, `Location`s naming the upstream pointed back at the client (SPEC
+//! §9.7), a websocket tunnel for a `101` — and [`finish`], which every
 //! response passes, the proxy's own included.
 
 use http::header::{self, HeaderValue};
@@ -13,7 +14,7 @@ use crate::reply::ProxyBody;
 use crate::session::capture::{has_effects, Exchange};
 use crate::session::now_ms;
 use crate::upstream::UpstreamBody;
-use crate::wire::headers;
+use crate::wire::{headers, origin};
 
 /// Applies the response's session effects, then rewrites it for the client.
 pub async fn upstream(
@@ -52,18 +53,27 @@ pub async fn upstream(
             watch,
         );
     }
-    Ok(rewrite(resp, switching))
+    Ok(rewrite(ctx, route, resp, switching))
 }
 
-/// Hop-by-hop headers out (framing is re-derived by hyper), the upgrade
-/// headers back in for a websocket `101`.
-fn rewrite(resp: Response<UpstreamBody>, websocket_101: bool) -> Response<ProxyBody> {
+/// Hop-by-hop headers out (framing is re-derived by hyper), `Location` and
+/// `Content-Location` back through the proxy, the upgrade headers back in
+/// for a websocket `101`.
+fn rewrite(
+    ctx: &Ctx<'_>,
+    route: &Route,
+    resp: Response<UpstreamBody>,
+    websocket_101: bool,
+) -> Response<ProxyBody> {
     let (mut parts, body) = resp.into_parts();
     let h = &mut parts.headers;
     if h.contains_key(header::TRANSFER_ENCODING) {
         h.remove(header::CONTENT_LENGTH);
     }
     headers::strip_hop_by_hop(h);
+    if route.rewrite_location {
+        origin::rewrite_locations(h, &route.upstream_origin, ctx.host());
+    }
     if websocket_101 {
         h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));

@@ -7,6 +7,7 @@ use http::header::{self, HeaderMap};
 use http::Method;
 
 use crate::config::{Csrf, CsrfMode};
+use crate::wire::origin::is_own_origin;
 
 /// Refused: the request must not reach the upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,10 +28,7 @@ pub fn csrf(cfg: &Csrf, method: &Method, headers: &HeaderMap, host: &str) -> Res
     match headers.get(header::ORIGIN) {
         Some(origin) => {
             let origin = origin.to_str().unwrap_or("null").trim();
-            let own = origin.len() == "https://".len() + host.len()
-                && origin[..8].eq_ignore_ascii_case("https://")
-                && origin[8..].eq_ignore_ascii_case(host);
-            if own
+            if is_own_origin(origin.as_bytes(), host)
                 || cfg
                     .allowed_origins
                     .iter()

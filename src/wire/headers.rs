@@ -1,8 +1,8 @@
 //! Header operations as small pure functions, applied in both directions:
 //! hop-by-hop removal (RFC 9110 §7.6.1), list tokens, `X-Forwarded-*`,
-//! head size, and what a request accepts.
+//! replacing values in place, head size, and what a request accepts.
 
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, Entry, HeaderMap, HeaderName, HeaderValue};
 use http::Method;
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1, plus the common non-standard ones).
@@ -137,6 +137,34 @@ pub fn set_forwarded(
     }
 }
 
+/// Replaces each value of `name` that `f` maps to a new one, in place and
+/// in order. The lookup is `get_all`/`get_mut`, not `entry` (which may grow
+/// the map), until a field repeats: nothing is allocated here when no value
+/// changes.
+pub fn replace_each(
+    headers: &mut HeaderMap,
+    name: &HeaderName,
+    mut f: impl FnMut(&HeaderValue) -> Option<HeaderValue>,
+) {
+    let mut all = headers.get_all(name).iter();
+    let Some(first) = all.next() else { return };
+    if all.next().is_none() {
+        if let Some(new) = f(first) {
+            if let Some(v) = headers.get_mut(name) {
+                *v = new;
+            }
+        }
+        return;
+    }
+    if let Entry::Occupied(mut e) = headers.entry(name) {
+        for v in e.iter_mut() {
+            if let Some(new) = f(v) {
+                *v = new;
+            }
+        }
+    }
+}
+
 /// Total bytes of header names and values, for `max_request_header_bytes`.
 pub fn size(headers: &HeaderMap) -> usize {
     headers
@@ -172,6 +200,27 @@ mod tests {
             );
         }
         m
+    }
+
+    #[test]
+    fn replace_each_changes_only_what_f_maps() {
+        let upper = |v: &HeaderValue| {
+            (v.as_bytes() != b"keep")
+                .then(|| HeaderValue::from_str(&v.to_str().unwrap().to_uppercase()).unwrap())
+        };
+        let mut h = map(&[
+            ("x-a", "one"),
+            ("x-b", "keep"),
+            ("x-b", "two"),
+            ("x-b", "keep"),
+        ]);
+        replace_each(&mut h, &HeaderName::from_static("x-a"), upper);
+        replace_each(&mut h, &HeaderName::from_static("x-b"), upper);
+        replace_each(&mut h, &HeaderName::from_static("x-absent"), upper);
+        assert_eq!(h["x-a"], "ONE");
+        let b: Vec<_> = h.get_all("x-b").iter().collect();
+        assert_eq!(b, ["keep", "TWO", "keep"]);
+        assert_eq!(h.len(), 4);
     }
 
     #[test]

@@ -1,10 +1,13 @@
 //! HTTP building blocks every layer uses (named `wire`, not `http`, so it
 //! is never mistaken for the `http` crate), as small pure functions with the
 //! RFCs they follow: header operations ([`headers`]), the request's host
-//! ([`host`]), the one normalised path ([`path`]) and percent-encoding
-//! ([`percent`]). Nothing here knows about routes, sessions or listeners.
+//! ([`host`]), origins and absolute URLs between the client's and the
+//! upstream's ([`origin`]), the one normalised path ([`path`]) and
+//! percent-encoding ([`percent`]). Nothing here knows about routes,
+//! sessions or listeners.
 
 pub mod headers;
 pub mod host;
+pub mod origin;
 pub mod path;
 pub mod percent;
