@@ -1,20 +1,25 @@
 #!/usr/bin/env bash
 # The whole test suite. Installs what it needs that a fresh machine lacks
-# (a Python venv with Flask under target/), then runs formatting, lints,
-# the dependency policy check and every test.
+# (a Python venv under target/ with Flask, and the Django and Trac that
+# tests/real_apps.rs stands behind), then runs formatting, lints, the
+# dependency policy check and every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 venv=target/venv
-if ! "$venv/bin/python" -c "import flask, flask_sock" 2>/dev/null; then
-  echo "== installing Flask and flask-sock into $venv"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check flask flask-sock
+if ! "$venv/bin/python" -c "import flask, flask_sock, django, trac" 2>/dev/null; then
+  echo "== installing Flask, flask-sock, Django and Trac into $venv"
+  [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+  # `python -m pip`, not bin/pip: a venv copied from another checkout keeps
+  # a pip whose #! line installs into the original. Trac 1.6 imports
+  # pkg_resources, which setuptools 82 removed.
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+    flask flask-sock 'django>=5,<6' 'trac>=1.6,<1.7' 'setuptools<82'
 fi
 export CLOAKROOM_TEST_PYTHON="$PWD/$venv/bin/python"
 
-# tests/browser.rs drives Debian's Chromium with playwright-core (never a
-# downloaded browser).
+# tests/browser.rs and tests/real_apps.rs drive Debian's Chromium with
+# playwright-core (never a downloaded browser).
 if [ ! -x /usr/bin/chromium ]; then
   echo "== installing chromium"
   apt-get update -qq

@@ -6,6 +6,8 @@
 pub mod body;
 pub mod client;
 pub mod flask;
+pub mod node;
+pub mod realapp;
 pub mod session;
 pub mod upstream;
 
