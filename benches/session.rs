@@ -189,7 +189,7 @@ impl Fixture {
             config: cfg,
             route,
             path: PATH,
-            is_post: false,
+            login_submission: false,
             status: http::StatusCode::OK,
             client_ip: [127, 0, 0, 1].into(),
             user_agent: None,

@@ -15,8 +15,8 @@
 //! - no URL the browser requested, no `Location` it was given and no page
 //!   it showed named the upstream's `host:port` (SPEC §9.6a, §9.7);
 //! - login issued a new session id and the old one stopped working (SPEC
-//!   §4.6, §8.4) — except for Trac, whose stock login is a GET with HTTP
-//!   authentication, which SPEC §8.4 does not rotate on;
+//!   §4.6, §8.4; Trac's stock login is a GET with HTTP authentication, a
+//!   login submission like a POST);
 //! - the app's own logout ended the session: the logged-in id, replayed to
 //!   `GET /.cloakroom/session`, is cleared, and the audit log says `logout`
 //!   for it (SPEC §8.7a).
@@ -43,22 +43,11 @@ const BROWSER_TIMEOUT: Duration = Duration::from_secs(150);
 /// One Chromium at a time (two cores); the apps start in parallel.
 static BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// Whether SPEC §8.4 gives this app's login a new session id.
-#[derive(Clone, Copy, PartialEq)]
-enum Login {
-    /// A POST on a default `login_paths` entry that changes the jar.
-    Rotates,
-    /// Trac: `GET /login` with HTTP authentication. Nothing in the SPEC
-    /// rotates on it; the run records what happened and asserts nothing.
-    KeepsId,
-}
-
 struct Target<'a> {
     app: &'a str,
     upstream: String,
     user: &'a str,
     password: &'a str,
-    login: Login,
 }
 
 /// Starts cloakroom with the default route to `t.upstream` and runs the
@@ -110,13 +99,6 @@ async fn verdict(t: &Target<'_>, proxy: &mut TestProxy, run: &NodeRun, app_log: 
     let r = &run.report;
     // Handles only (never a cookie value), for `--nocapture` readers.
     eprintln!("{}: session {}", t.app, r["session"]);
-    if t.login == Login::KeepsId {
-        eprintln!(
-            "{}: login is GET /login with HTTP authentication; SPEC §8.4 rotates \
-             only on POST, so no rotation is asserted",
-            t.app
-        );
-    }
     assert!(
         run.code == Some(0) && run.failures().is_empty(),
         "{} behind cloakroom failed (exit {:?}):\n  {}\nsteps: {}\nsession: {}\nnode stderr: {}\n\
@@ -144,19 +126,19 @@ async fn verdict(t: &Target<'_>, proxy: &mut TestProxy, run: &NodeRun, app_log: 
     let event_for = |event: &'static str, h: String| {
         move |l: &Value| l["event"] == event && l["session"].as_str() == Some(h.as_str())
     };
-    if t.login == Login::Rotates {
-        let event = match handle("before_login") {
-            Some(_) => "rotated",
-            None => "session_created",
-        };
-        assert!(
-            proxy
-                .wait_log(5, event_for(event, after_login.clone()))
-                .await
-                .is_some(),
-            "no `{event}` audit event for the id issued at login ({after_login})"
-        );
-    }
+    // Every login issues a new id: a rotation of the anonymous session, or
+    // a session created by the login itself.
+    let event = match handle("before_login") {
+        Some(_) => "rotated",
+        None => "session_created",
+    };
+    assert!(
+        proxy
+            .wait_log(5, event_for(event, after_login.clone()))
+            .await
+            .is_some(),
+        "no `{event}` audit event for the id issued at login ({after_login})"
+    );
     let logged_in = handle("before_logout").expect("no session before logout");
     assert!(
         proxy
@@ -175,7 +157,6 @@ async fn django_admin_login_group_user_logout_s4_s8_4_s8_7a_s9_6a() {
         upstream: app.url(),
         user: app.user,
         password: app.password,
-        login: Login::Rotates,
     };
     let (mut proxy, run) = drive(&t).await;
     verdict(&t, &mut proxy, &run, &app.log()).await;
@@ -189,7 +170,6 @@ async fn trac_login_ticket_wiki_logout_s4_s8_7a_s9_6a_s9_7() {
         upstream: app.url(),
         user: app.user,
         password: app.password,
-        login: Login::KeepsId,
     };
     let (mut proxy, run) = drive(&t).await;
     verdict(&t, &mut proxy, &run, &app.log()).await;
@@ -203,7 +183,6 @@ async fn legacy_flask_login_counter_cart_logout_s4_s5_s8_4_s8_7a() {
         upstream: app.url(),
         user: "alice",
         password: "wonderland",
-        login: Login::Rotates,
     };
     let (mut proxy, run) = drive(&t).await;
     verdict(&t, &mut proxy, &run, &app.log()).await;

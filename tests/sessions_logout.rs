@@ -92,6 +92,39 @@ async fn s8_4_wp_login_php_rotates() {
     post_setting_jar(&proxy, "/wp-login.php.bak", false).await;
 }
 
+/// SPEC §8.4 for an app that logs in by HTTP authentication (Trac's
+/// `/login`): a GET carrying `Authorization` to a login path whose response
+/// changes the jar is the login submission, and rotates like a POST does;
+/// the same GET without credentials (a login page setting a CSRF cookie)
+/// does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s8_4_http_authentication_on_a_login_path_rotates() {
+    let app = App::start("app").await;
+    let proxy = proxy(&app, "", "").await;
+    for (credentials, rotates) in [(true, true), (false, false)] {
+        let mut b = session(&proxy, None).await;
+        let before = b.session().unwrap();
+        let mut req = b.request(
+            Method::GET,
+            &scripted("/login", &["Set-Cookie: trac_auth=t; Path=/"]),
+        );
+        if credentials {
+            req = req.header(header::AUTHORIZATION, "Basic YWxpY2U6d29uZGVybGFuZA==");
+        }
+        let r = b.send(req.body(support::empty()).unwrap()).await;
+        assert_eq!(r.status, 200);
+        let after = b.session().unwrap();
+        assert_eq!(after != before, rotates, "credentials: {credentials}");
+        assert_eq!(
+            alive(&proxy, &before).await,
+            !rotates,
+            "credentials: {credentials}"
+        );
+        let sent = upstream_cookies(&b.get("/").await);
+        assert_eq!(sent, ["a=1", "trac_auth=t"], "jar carried");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_default_login_paths_are_the_common_frameworks() {
     let app = App::start("app").await;

@@ -97,6 +97,9 @@ pub struct Ctx<'a> {
     /// The clock, read once for a live session or a capture.
     pub now: Option<u64>,
     pub user_agent: Option<HeaderValue>,
+    /// A POST, or a request carrying `Authorization`: on a login path, a
+    /// login submission (SPEC §8.4).
+    pub login_submission: bool,
 }
 
 impl<'a> Ctx<'a> {
@@ -123,6 +126,7 @@ impl<'a> Ctx<'a> {
             cookies: CookieCounts::default(),
             now: None,
             user_agent: None,
+            login_submission: false,
         }
     }
 
@@ -232,6 +236,8 @@ async fn serve<'a>(
 
     // 5. upstream request
     ctx.user_agent = req.headers().get(http::header::USER_AGENT).cloned();
+    ctx.login_submission =
+        ctx.method == Method::POST || req.headers().contains_key(http::header::AUTHORIZATION);
     let client_upgrade = ctx.websocket.then(|| hyper::upgrade::on(&mut req));
     forward::build(ctx, route, &mut req)?;
 

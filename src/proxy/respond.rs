@@ -31,7 +31,7 @@ pub async fn upstream(
             config: cfg,
             route,
             path: &ctx.path,
-            is_post: ctx.method == http::Method::POST,
+            login_submission: ctx.login_submission,
             status,
             client_ip: ctx.conn.peer.ip(),
             user_agent: ctx.user_agent.as_ref(),

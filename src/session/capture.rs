@@ -50,7 +50,9 @@ pub struct Exchange<'a, S> {
     pub config: &'a Config,
     pub route: &'a Route,
     pub path: &'a str,
-    pub is_post: bool,
+    /// The request submitted credentials: a POST (a login form) or one
+    /// carrying `Authorization` (HTTP authentication, as Trac logs in).
+    pub login_submission: bool,
     /// The upstream's status (a logout path ends the session on success).
     pub status: StatusCode,
     pub client_ip: std::net::IpAddr,
@@ -103,10 +105,14 @@ impl<S: SessionStore + 'static> Exchange<'_, S> {
         if !(jar_changed || identity_changed) {
             return Ok(());
         }
-        // A login rotates (§4.6), and so does a POST to a login path that
-        // changed the jar (§8.4: fixation defence for apps without the header).
+        // A login rotates (§4.6), and so does a submission to a login path
+        // that changed the jar (§8.4: fixation defence for apps without the
+        // header). §8.4 names a POST; a GET carrying HTTP credentials is the
+        // same act for an app that logs in by HTTP authentication.
         let rotate = identity_changed
-            || (self.is_post && jar_changed && under_any(&cfg.auth.login_paths, self.path));
+            || (self.login_submission
+                && jar_changed
+                && under_any(&cfg.auth.login_paths, self.path));
         self.commit(sess, session, rotate).await?;
         if identity_changed && sess.live.is_some() {
             audit("login", sess.key(), sess.user(), Some(&self.route.name));

@@ -3,8 +3,10 @@
 //! parts, §6.2.2.1 and §6.2.3 for comparing them):
 //!
 //! - [`rewrite_locations`] (SPEC §9.7): a response's `Location` and
-//!   `Content-Location` naming the upstream's address, or the client's host
-//!   over `http:`, are pointed back at `https://` + the client's host;
+//!   `Content-Location` naming the upstream's address (over `http:`, or over
+//!   `https:` when the app believes it is served over https, as apps that
+//!   read `X-Forwarded-Proto` do), or the client's host over `http:`, are
+//!   pointed back at `https://` + the client's host;
 //! - [`translate_request`] (SPEC §9.6a): a request's same-origin `Origin`
 //!   and `Referer` are sent as the origin the upstream sees for itself.
 //!
@@ -28,18 +30,21 @@ pub struct UpstreamOrigin {
     origin: HeaderValue,
     host: Box<str>,
     port: u16,
+    /// The configured authority names its port.
+    explicit_port: bool,
 }
 
 impl UpstreamOrigin {
     /// From an `http` upstream's `host[:port]`; `None` when it is not one
     /// (userinfo, empty host, bad port).
     pub fn new(authority: &str) -> Option<UpstreamOrigin> {
-        let (host, port) = http_host_port(authority.as_bytes())?;
+        let (host, port) = host_port(authority.as_bytes())?;
         let origin = HeaderValue::from_maybe_shared(join(HTTP, authority.as_bytes(), b"")).ok()?;
         Some(UpstreamOrigin {
             origin,
             host: String::from_utf8_lossy(host).into(),
-            port,
+            port: port.unwrap_or(80),
+            explicit_port: port.is_some(),
         })
     }
 
@@ -55,6 +60,21 @@ impl UpstreamOrigin {
     fn is(&self, authority: &[u8]) -> bool {
         http_host_port(authority)
             .is_some_and(|(h, p)| p == self.port && h.eq_ignore_ascii_case(self.host.as_bytes()))
+    }
+
+    /// Whether an `https` URL's authority is this upstream's: an app told
+    /// it is served over https (`X-Forwarded-Proto`) builds such URLs from
+    /// the `Host` it was sent, so the authority is the configured one — the
+    /// same host, and the same port or, where the URL omits it, one the
+    /// configuration also omitted (or 443, https' default).
+    fn is_https(&self, authority: &[u8]) -> bool {
+        host_port(authority).is_some_and(|(h, p)| {
+            h.eq_ignore_ascii_case(self.host.as_bytes())
+                && match p {
+                    Some(p) => p == self.port,
+                    None => !self.explicit_port || self.port == 443,
+                }
+        })
     }
 }
 
@@ -78,6 +98,13 @@ pub fn rewrite_location(
     upstream: &UpstreamOrigin,
     own_host: &str,
 ) -> Option<HeaderValue> {
+    if let Some(after) = strip_prefix_ci(value, HTTPS) {
+        let (authority, rest) = split_authority(after);
+        return upstream
+            .is_https(authority)
+            .then(|| HeaderValue::from_maybe_shared(join(HTTPS, own_host.as_bytes(), rest)).ok())
+            .flatten();
+    }
     let (after, scheme_relative) = match strip_prefix_ci(value, HTTP) {
         Some(after) => (after, false),
         // A scheme-relative reference inherits the base's scheme: for the
@@ -159,6 +186,12 @@ pub fn translate_referer(
 /// when omitted or empty (RFC 3986 §6.2.3); an IPv6 literal keeps its
 /// brackets and is compared as text.
 fn http_host_port(authority: &[u8]) -> Option<(&[u8], u16)> {
+    host_port(authority).map(|(h, p)| (h, p.unwrap_or(80)))
+}
+
+/// An authority as `(host, port)`, the port `None` when omitted or empty;
+/// `None` on the same grounds as [`http_host_port`].
+fn host_port(authority: &[u8]) -> Option<(&[u8], Option<u16>)> {
     if authority.contains(&b'@') {
         return None;
     }
@@ -168,11 +201,11 @@ fn http_host_port(authority: &[u8]) -> Option<(&[u8], u16)> {
     };
     let (host, rest) = authority.split_at(host_end);
     let port = match rest {
-        [] | [b':'] => 80,
+        [] | [b':'] => None,
         [b':', digits @ ..] if digits.iter().all(u8::is_ascii_digit) => {
-            digits.iter().try_fold(0u16, |n, d| {
+            Some(digits.iter().try_fold(0u16, |n, d| {
                 n.checked_mul(10)?.checked_add(u16::from(d - b'0'))
-            })?
+            })?)
         }
         _ => return None,
     };
@@ -313,6 +346,32 @@ mod tests {
     }
 
     #[test]
+    fn s9_7_https_urls_naming_the_upstream_are_rewritten() {
+        // An app that reads `X-Forwarded-Proto: https` (Trac) builds its
+        // absolute URLs as https + the `Host` it was sent.
+        for (value, upstream) in [
+            ("https://127.0.0.1:5000/login", "127.0.0.1:5000"),
+            ("HTTPS://App.Internal:5000/login", "app.internal:5000"),
+            ("https://app.internal/login", "app.internal"),
+            ("https://app.internal:80/login", "app.internal"),
+            ("https://app.internal/login", "app.internal:443"),
+        ] {
+            assert_eq!(
+                location(value, upstream).as_deref(),
+                Some("https://app.test:8443/login"),
+                "{value} via {upstream}"
+            );
+        }
+        for (value, upstream) in [
+            ("https://app.internal/x", "app.internal:8080"),
+            ("https://app.internal:8080/x", "app.internal"),
+            ("https://user@app.internal/x", "app.internal"),
+        ] {
+            assert_eq!(location(value, upstream), None, "{value} via {upstream}");
+        }
+    }
+
+    #[test]
     fn s9_7_relative_foreign_and_malformed_values_pass() {
         let u = "127.0.0.1:5000";
         for value in [
@@ -324,7 +383,9 @@ mod tests {
             "//other.test/x",
             "http://other.test/x",
             "https://other.test/x",
-            "https://127.0.0.1:5000/x",
+            "https://127.0.0.1/x",
+            "https://127.0.0.1:443/x",
+            "https://app.test:8443/x",
             "ftp://127.0.0.1:5000/x",
             "http:127.0.0.1:5000/x",
             "http:/127.0.0.1:5000/x",

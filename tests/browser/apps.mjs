@@ -67,9 +67,9 @@ const django = {
 const trac = {
   // Stock Trac logs in with HTTP authentication: the "Login" link is a GET
   // of /login that tracd answers 401 until the browser sends credentials.
-  // SPEC §8.4 rotates only on a POST to login_paths, so this login keeps the
-  // anonymous session's id (see README, "In front of real apps").
-  rotatesAtLogin: false,
+  // That GET carries `Authorization`, so it is a login submission and the
+  // anonymous session's id rotates (SPEC §8.4).
+  rotatesAtLogin: true,
   loginRequest: 'GET /login (HTTP basic authentication)',
   logoutRequest: 'POST /logout',
   contextOptions: ({ origin, user, password }) => ({
