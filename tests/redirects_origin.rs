@@ -50,6 +50,9 @@ async fn s9_7_absolute_urls_naming_the_upstream_point_back_at_the_clients_origin
             format!("{own}/login?next=%2Fwiki#top"),
         ),
         (format!("HTTP://{up}"), own.clone()),
+        // Trac told X-Forwarded-Proto: https builds https + the Host it
+        // was sent: still the upstream's address.
+        (format!("https://{up}/login"), format!("{own}/login")),
         (format!("http://{up}?q=1"), format!("{own}?q=1")),
         // Scheme-relative, naming the upstream: resolved by the browser
         // against https://, it would still go to the upstream's address.
@@ -97,7 +100,7 @@ async fn s9_7_relative_and_foreign_locations_pass_unchanged() {
         format!("//{}/x", host(&proxy)),
         "http://elsewhere.test/x".to_string(),
         "https://elsewhere.test/x".to_string(),
-        format!("https://{up}/x"),
+        format!("https://{}:1/x", up.ip()),
         format!("http://user@{up}/x"),
         format!("http://{}:1/x", up.ip()),
         format!("ftp://{up}/x"),
