@@ -10,6 +10,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+use crate::admin::{Admin, Token};
 use crate::config::{Config, LoadError};
 use crate::server::{self, Drain};
 use crate::session::codec::KeyError;
@@ -141,15 +142,19 @@ pub async fn serve(
             drain.clone(),
         ));
     }
+    // The admin listener lives through the drain (its `/readyz` fails
+    // then) and stops when the drain ends.
+    let admin_life = Drain::new();
     if let Some(a) = listeners.admin {
         log_addr("admin", &a);
+        let admin = Admin::new(shared.clone(), Token::from_env(), drain.clone());
+        let life = admin_life.clone();
         // Its own small limit: the admin port must answer while the proxy is full.
-        let (shared, admin_drain) = (shared.clone(), drain.clone());
         tokio::spawn(server::accept(
             a,
             Arc::new(Semaphore::new(64)),
-            drain.clone(),
-            move |tcp, _peer| crate::admin::serve(tcp, shared.clone(), admin_drain.clone()),
+            admin_life.clone(),
+            move |tcp, _peer| crate::admin::serve(tcp, admin.clone(), life.clone()),
         ));
     }
     shared.sessions.spawn_purge(PURGE_EVERY);
@@ -158,6 +163,7 @@ pub async fn serve(
     let grace = shared.state().config.server.shutdown_grace;
     tracing::info!(connections = drain.live(), grace = ?grace, "shutting down: draining in-flight requests");
     let left = drain.shutdown(grace).await;
+    admin_life.shutdown(std::time::Duration::ZERO).await;
     shared.close_tunnels();
     if left > 0 {
         tracing::warn!(

@@ -54,6 +54,9 @@ pub struct StoreOps {
     pub delete: Histogram,
     pub purge: Histogram,
     pub count: Histogram,
+    pub by_user: Histogram,
+    pub by_handle: Histogram,
+    pub delete_user: Histogram,
 }
 
 impl StoreOps {
@@ -68,6 +71,9 @@ impl StoreOps {
             delete: op("delete"),
             purge: op("purge"),
             count: op("count"),
+            by_user: op("by_user"),
+            by_handle: op("by_handle"),
+            delete_user: op("delete_user"),
         }
     }
 }

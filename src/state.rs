@@ -4,18 +4,18 @@
 //! which also owns what outlives a reload (the session manager).
 
 use std::sync::atomic::{AtomicU16, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::ArcSwap;
 use rustls::ServerConfig;
 use tokio::sync::watch;
 
-use crate::config::{restart_required, Config, LoadError};
+use crate::config::{restart_required, Config, ConfigError, LoadError};
 use crate::identity::IdentityHeaders;
 use crate::metrics::RequestCounters;
 use crate::route::RouteTable;
 use crate::session::Manager;
-use crate::store::Store;
+use crate::store::{SessionStore, Store};
 use crate::tls::{self, TlsError};
 use crate::upstream::Upstream;
 
@@ -26,6 +26,31 @@ pub enum StateError {
     Config(#[from] LoadError),
     #[error(transparent)]
     Tls(#[from] TlsError),
+}
+
+impl StateError {
+    /// The individual problems, each naming a file, line and key, for JSON
+    /// answers (`POST /reload`). A certificate problem names the PEM file
+    /// and the key `tls`.
+    pub fn errors(&self) -> Vec<ConfigError> {
+        match self {
+            StateError::Config(e) => e.errors(),
+            StateError::Tls(e) => {
+                let file = match e {
+                    TlsError::Cert { path, .. }
+                    | TlsError::Key { path, .. }
+                    | TlsError::SelfSigned { path, .. } => path.display().to_string(),
+                    TlsError::Rustls(_) => String::new(),
+                };
+                vec![ConfigError {
+                    file,
+                    line: 0,
+                    key: "tls".into(),
+                    message: e.to_string(),
+                }]
+            }
+        }
+    }
 }
 
 /// Everything a request needs that a reload may replace, swapped whole.
@@ -83,6 +108,8 @@ pub struct Shared {
     closing: watch::Sender<bool>,
     /// The port the HTTPS listener is bound to (redirects point at it).
     https_port: AtomicU16,
+    /// Held through a reload: SIGHUP and `POST /reload` take turns.
+    reloading: Mutex<()>,
 }
 
 impl Shared {
@@ -93,6 +120,7 @@ impl Shared {
             sessions: Arc::new(sessions),
             closing: watch::channel(false).0,
             https_port: AtomicU16::new(port),
+            reloading: Mutex::new(()),
         })
     }
 
@@ -119,25 +147,34 @@ impl Shared {
     }
 
     /// Re-reads the config file and certificates and swaps them in. On any
-    /// error the running state is kept. Keys read only at start (listeners,
+    /// error the running state is kept. `session.max_sessions` is applied
+    /// to the store; keys read only at start (listeners,
     /// `max_connections`, the store, the session keys) keep their running
-    /// values, with a warning naming each one that changed.
-    pub fn reload(&self) -> Result<(), StateError> {
+    /// values, with a warning naming each one that changed. Returns those
+    /// keys. Blocks on file reads: call it off the async workers when a
+    /// request waits on it.
+    pub fn reload(&self) -> Result<Vec<&'static str>, StateError> {
+        // Guards no data, so a poisoned lock is still good.
+        let _one_at_a_time = self.reloading.lock().unwrap_or_else(PoisonError::into_inner);
         let current = self.state();
         let config = Config::load(&current.config.path)?;
         tls::ensure_default_cert(&config.tls)?;
         let next = State::build(config)?;
         next.config.log_warnings();
-        for key in restart_required(&current.config, &next.config) {
+        let kept = restart_required(&current.config, &next.config);
+        for key in &kept {
             tracing::warn!(
                 key,
                 "changed, but read only at start: the running value is kept until the next restart"
             );
         }
+        self.sessions
+            .store
+            .set_max_sessions(next.config.session.max_sessions);
         let routes = next.config.routes.len();
         self.state.store(Arc::new(next));
         tracing::info!(routes, "configuration reloaded");
-        Ok(())
+        Ok(kept)
     }
 
     pub fn reload_logged(&self) {

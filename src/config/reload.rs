@@ -1,7 +1,8 @@
-//! What a reload (SIGHUP) cannot apply. Most of the config is rebuilt into a
-//! new state and swapped in; the keys below are read once at start (bound
-//! listeners, the connection semaphore, the opened store, the loaded session
-//! keys) and take effect only at the next restart.
+//! What a reload (SIGHUP, `POST /reload`) cannot apply. Most of the config
+//! is rebuilt into a new state and swapped in, and `session.max_sessions` is
+//! handed to the running store; the keys below are read once at start
+//! (bound listeners, the connection semaphore, the opened store, the loaded
+//! session keys) and take effect only at the next restart.
 
 use super::Config;
 
@@ -12,9 +13,9 @@ use super::Config;
 /// Read once at start: `server.listen`, `redirect_http` and `admin_listen`
 /// (bound in `app::Listeners::bind`), `server.max_connections` (the
 /// semaphore made in `app::serve`), `session.secret_env`,
-/// `fallback_secrets_env` and `secret_file` (`Keyring::load`),
-/// `session.max_sessions` (the memory store's cap, set at `Store::open`) and
-/// every `[store]` key (`Store::open`).
+/// `fallback_secrets_env` and `secret_file` (`Keyring::load`) and every
+/// `[store]` key (`Store::open`). The other `[session]` keys are read per
+/// request from the swapped config.
 pub fn restart_required(running: &Config, new: &Config) -> Vec<&'static str> {
     let (a, b) = (running, new);
     let (sa, sb) = (&a.session, &b.session);
@@ -39,7 +40,6 @@ pub fn restart_required(running: &Config, new: &Config) -> Vec<&'static str> {
             sa.fallback_secrets_env != sb.fallback_secrets_env,
         ),
         ("session.secret_file", sa.secret_file != sb.secret_file),
-        ("session.max_sessions", sa.max_sessions != sb.max_sessions),
         ("store.backend", ka.backend != kb.backend),
         ("store.path", ka.path != kb.path),
         ("store.redis_url", ka.redis_url != kb.redis_url),
@@ -78,7 +78,7 @@ mod tests {
 
     #[test]
     fn each_key_read_at_start_is_named_alone() {
-        let changes: [Change; 14] = [
+        let changes: [Change; 13] = [
             ("server.listen", |c| c.server.listen.set_port(1)),
             ("server.redirect_http", |c| {
                 c.server.redirect_http = Some("127.0.0.1:8080".parse().unwrap())
@@ -92,7 +92,6 @@ mod tests {
             ("session.secret_file", |c| {
                 c.session.secret_file = PathBuf::from("/k")
             }),
-            ("session.max_sessions", |c| c.session.max_sessions = 5),
             ("store.backend", |c| c.store.backend = Backend::Redis),
             ("store.path", |c| c.store.path = PathBuf::from("/s.db")),
             ("store.redis_url", |c| {
@@ -121,6 +120,7 @@ mod tests {
         new.server.hsts = None;
         new.session.cookie_name = "other".into();
         new.session.idle_timeout = Duration::from_secs(60);
+        new.session.max_sessions = 5;
         new.tls.cert = PathBuf::from("/other.pem");
         new.routes.clear();
         assert!(restart_required(&base(), &new).is_empty());
@@ -131,10 +131,10 @@ mod tests {
         let mut new = base();
         new.store.key_prefix = "p:".into();
         new.server.listen.set_port(1);
-        new.session.max_sessions = 5;
+        new.session.secret_file = PathBuf::from("/k");
         assert_eq!(
             restart_required(&base(), &new),
-            ["server.listen", "session.max_sessions", "store.key_prefix"]
+            ["server.listen", "session.secret_file", "store.key_prefix"]
         );
     }
 }

@@ -60,6 +60,11 @@ impl Drain {
         }
     }
 
+    /// True once [`shutdown`](Self::shutdown) has begun.
+    pub fn draining(&self) -> bool {
+        *self.inner.flag.borrow()
+    }
+
     pub fn live(&self) -> usize {
         self.inner.live.load(Ordering::Acquire)
     }

@@ -78,6 +78,21 @@ impl Handle {
     }
 }
 
+/// The key prefix a handle names: 16 hex digits (either case) are the
+/// first 8 bytes of the [`SessionKey`]; anything else is `None`.
+pub fn parse_handle(text: &str) -> Option<[u8; 8]> {
+    let digits = text.as_bytes();
+    if digits.len() != 16 {
+        return None;
+    }
+    let mut out = [0u8; 8];
+    for (byte, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
+        let hex = |c: u8| (c as char).to_digit(16);
+        *byte = (hex(pair[0])? * 16 + hex(pair[1])?) as u8;
+    }
+    Some(out)
+}
+
 impl fmt::Display for Handle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -509,6 +524,18 @@ mod tests {
             .map(|b| format!("{b:02x}"))
             .collect();
         assert!(full.starts_with(h));
+    }
+
+    #[test]
+    fn s4_1_a_handle_parses_back_to_the_key_prefix() {
+        let key = SessionId([7u8; 32]).key();
+        let h = key.handle();
+        assert_eq!(parse_handle(h.as_str()), Some(key.0[..8].try_into().unwrap()));
+        let upper = h.as_str().to_ascii_uppercase();
+        assert_eq!(parse_handle(&upper), parse_handle(h.as_str()));
+        for bad in ["", "0123", "0123456789abcdeg", "0123456789abcdef0", "+123456789abcdef"] {
+            assert_eq!(parse_handle(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::audit::audit;
 use super::codec::{Keyring, SessionId, SessionKey, VerifyCache};
 use super::now_ms;
-use super::store::{SessionStore, StoreError};
+use super::store::{Keyed, SessionStore, StoreError};
 use super::{Ended, Session};
 use crate::config::Session as SessionConfig;
 
@@ -176,6 +176,64 @@ impl<S: SessionStore + 'static> Manager<S> {
             audit(event, Some(key), user, route);
         }
         Ok(existed)
+    }
+
+    /// The live sessions bound to `user`, oldest first (SPEC §10: never an
+    /// ended one, even before the purge removes it).
+    pub async fn sessions_of(
+        &self,
+        user: &str,
+        cfg: &SessionConfig,
+    ) -> Result<Keyed, StoreError> {
+        let now = now_ms();
+        let mut live = self.store.by_user(user).await?;
+        live.retain(|(_, s)| s.ended(cfg, now).is_none());
+        live.sort_by_key(|(key, s)| (s.created, *key));
+        Ok(live)
+    }
+
+    /// Revokes one session (SPEC §10): deletes it and logs `revoked` once,
+    /// however many revocations race; `true` when this call ended it. The
+    /// next request with its cookie has no session, and an open websocket
+    /// on it closes within a second ([`Manager::is_live`]).
+    pub async fn revoke(&self, key: &SessionKey, session: &Session) -> Result<bool, StoreError> {
+        self.end(key, session.user(), "revoked", Some(&session.route))
+            .await
+    }
+
+    /// Revokes the live session whose handle is `handle` (SPEC §4.1);
+    /// `false` when there is none. An ended session not yet purged is not
+    /// revoked: it is already over, and the purge takes it.
+    pub async fn revoke_handle(
+        &self,
+        handle: &[u8; 8],
+        cfg: &SessionConfig,
+    ) -> Result<bool, StoreError> {
+        let now = now_ms();
+        let mut revoked = false;
+        for (key, session) in self.store.by_handle(handle).await? {
+            if session.ended(cfg, now).is_none() {
+                revoked |= self.revoke(&key, &session).await?;
+            }
+        }
+        Ok(revoked)
+    }
+
+    /// Revokes every session of `user` at once; returns how many were
+    /// live. Ended ones not yet purged go too, without an event.
+    pub async fn revoke_user(&self, user: &str, cfg: &SessionConfig) -> Result<usize, StoreError> {
+        let now = now_ms();
+        let removed = self.store.delete_user(user).await?;
+        let m = crate::metrics::get();
+        let mut revoked = 0;
+        for (key, session) in &removed {
+            m.sessions_active.dec();
+            if session.ended(cfg, now).is_none() {
+                audit("revoked", Some(key), session.user(), Some(&session.route));
+                revoked += 1;
+            }
+        }
+        Ok(revoked)
     }
 
     /// True while the session exists and has not ended (tunnels poll this).

@@ -87,4 +87,28 @@ pub trait SessionStore: Send + Sync {
     fn purge(&self, now: u64) -> impl Future<Output = Result<usize, StoreError>> + Send;
     /// Sessions held.
     fn count(&self) -> impl Future<Output = Result<usize, StoreError>> + Send;
+    /// Every session bound to `user`, with its key, in no particular
+    /// order; ended sessions not yet purged included (the store does not
+    /// know the timeouts). Costs the user's sessions, not the store's.
+    fn by_user(&self, user: &str) -> impl Future<Output = Result<Keyed, StoreError>> + Send;
+    /// The sessions whose key begins with `handle`: the handle of SPEC
+    /// §4.1 is the first 8 bytes of the [`SessionKey`]. At most one in
+    /// practice (two only if 64-bit prefixes collide); ended sessions not
+    /// yet purged included. Costs no scan of the store.
+    fn by_handle(&self, handle: &[u8; 8]) -> impl Future<Output = Result<Keyed, StoreError>> + Send;
+    /// Removes every session bound to `user` and returns them with their
+    /// keys (revoke-all, SPEC §10). Atomic with respect to [`rotate`]: a
+    /// session of the user rotating meanwhile is removed under one key or
+    /// the other, never left under the new one.
+    ///
+    /// [`rotate`]: SessionStore::rotate
+    fn delete_user(&self, user: &str) -> impl Future<Output = Result<Keyed, StoreError>> + Send;
+    /// Changes the `max_sessions` cap (a reload); the next [`create`]
+    /// applies it, evicting down to it as SPEC §7.3 says.
+    ///
+    /// [`create`]: SessionStore::create
+    fn set_max_sessions(&self, max_sessions: usize);
 }
+
+/// Sessions with their keys, as [`SessionStore::by_user`] and its kin answer.
+pub type Keyed = Vec<(SessionKey, Arc<Session>)>;

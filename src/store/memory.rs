@@ -1,14 +1,33 @@
-//! The in-memory backend: a sharded map, bounded by `max_sessions`. Nothing
-//! survives a restart.
+//! The in-memory backend: a sharded map, bounded by `max_sessions`, with
+//! ordered indexes (`index`) beside it. Nothing survives a restart.
+//!
+//! `load` is one lookup in the sharded map and takes no other lock. Every
+//! write takes the lock of the key's index shard (one of [`SHARDS`], by
+//! the key's first byte) and changes the map entry and the indexes under
+//! it, so for any key the two agree whenever its shard is unlocked; loads
+//! may see the map a moment ahead. Writes to keys in different shards run
+//! in parallel. What spans keys takes several shard locks, always in
+//! ascending order: `rotate` the two it touches; eviction and
+//! `delete_user` all of them (they are rare, and brief: they cost what
+//! they remove). `create` takes its own lock first, before any shard's.
+//!
+//! Costs, for `n` sessions held: `touch` and `update` move a few B-tree
+//! entries (O(log n)); `purge` and eviction cost O(log n) per session they
+//! remove; `by_user` and `delete_user` cost the user's sessions plus one
+//! lock per shard; `by_handle` is one range lookup. No call scans the map.
 
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use dashmap::DashMap;
 
-use super::{SessionStore, StoreError};
+use super::{Keyed, SessionStore, StoreError};
 use crate::session::{Session, SessionKey};
+
+mod index;
+
+use index::{oldest_idle, Index, Times};
 
 /// Hashes a [`SessionKey`] by its first 8 bytes. The key is already a
 /// SHA-256 output of an id that was either drawn from the CSPRNG or passed
@@ -44,9 +63,29 @@ impl Hasher for KeyHasher {
 
 type KeyMap = DashMap<SessionKey, Arc<Session>, BuildHasherDefault<KeyHasher>>;
 
-#[derive(Debug)]
+/// Index shards: enough that writers on different sessions rarely meet,
+/// few enough that taking them all (eviction, `delete_user`) is cheap.
+const SHARDS: usize = 16;
+
+/// At most this many sessions are purged under one shard lock, so a large
+/// purge lets writers in between.
+const PURGE_BATCH: usize = 1024;
+
+/// The shard of the key (or handle) starting with `first`.
+fn shard_of(first: u8) -> usize {
+    usize::from(first) * SHARDS / 256
+}
+
+/// The indexes guard no invariant a panic could break half-way that the
+/// next writer would trip on (every change is a set insert or remove), so
+/// a poisoned lock is still good.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 pub struct MemoryStore {
     map: KeyMap,
+    indexes: Box<[Mutex<Index>]>,
     max: AtomicUsize,
     /// Held by `create` from its capacity check to its insert, so creates
     /// racing at the cap cannot each see room for one and overshoot it, nor
@@ -55,43 +94,43 @@ pub struct MemoryStore {
     creating: Mutex<()>,
 }
 
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("sessions", &self.map.len())
+            .field("max_sessions", &self.max.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
 impl MemoryStore {
     pub fn new(max_sessions: usize) -> Self {
         MemoryStore {
             map: KeyMap::default(),
+            indexes: (0..SHARDS).map(|_| Mutex::default()).collect(),
             max: AtomicUsize::new(max_sessions),
             creating: Mutex::new(()),
         }
     }
 
-    /// Evicts the longest-idle anonymous sessions: at least one, and up to
-    /// 1% of capacity so a full store pays for the scan rarely. Sessions
-    /// with an identity are never evicted (SPEC §7.3).
-    fn evict(&self, max: usize) -> usize {
-        let batch = (max / 100).max(1);
-        let mut anon: Vec<(u64, SessionKey)> = self
-            .map
-            .iter()
-            .filter(|e| e.value().identity.is_none())
-            .map(|e| (e.value().last_seen, *e.key()))
-            .collect();
-        let n = batch.min(anon.len());
-        if n == 0 {
-            return 0;
-        }
-        anon.select_nth_unstable(n - 1);
-        let mut evicted = 0;
-        for (_, key) in &anon[..n] {
-            // Only if it is still anonymous: a login may have raced the scan.
-            if self
-                .map
-                .remove_if(key, |_, s| s.identity.is_none())
-                .is_some()
-            {
-                evicted += 1;
+    fn index(&self, key: &SessionKey) -> MutexGuard<'_, Index> {
+        lock(&self.indexes[shard_of(key.0[0])])
+    }
+
+    /// Every shard's lock, in ascending order.
+    fn all_indexes(&self) -> Vec<MutexGuard<'_, Index>> {
+        self.indexes.iter().map(lock).collect()
+    }
+
+    /// Evicts the `n` longest-idle anonymous sessions (fewer when there are
+    /// not as many). Sessions with an identity are never evicted (SPEC §7.3).
+    fn evict(&self, n: usize) {
+        let mut shards = self.all_indexes();
+        for (i, key) in oldest_idle(shards.iter().map(|g| &**g), n) {
+            if let Some((_, s)) = self.map.remove(&key) {
+                shards[i].remove(&key, &s);
             }
         }
-        evicted
     }
 }
 
@@ -101,25 +140,33 @@ impl SessionStore for MemoryStore {
     }
 
     async fn create(&self, key: &SessionKey, session: &Arc<Session>) -> Result<(), StoreError> {
+        let _creating = lock(&self.creating);
         let max = self.max.load(Ordering::Relaxed);
-        // Guards nothing but this section, so a poisoned lock is still good.
-        let _creating = self.creating.lock().unwrap_or_else(PoisonError::into_inner);
-        // A delete may free the victim evict() picked: only full if still so.
-        if self.map.len() >= max && self.evict(max) == 0 && self.map.len() >= max {
-            return Err(StoreError::Full);
+        let held = self.map.len();
+        if held >= max {
+            // Down to one below the cap, however far a reload lowered it.
+            self.evict(held + 1 - max);
+            // A delete may have freed room meanwhile: only full if still so.
+            if self.map.len() >= max {
+                return Err(StoreError::Full);
+            }
         }
-        self.map.insert(*key, Arc::clone(session));
+        let mut index = self.index(key);
+        if let Some(old) = self.map.insert(*key, Arc::clone(session)) {
+            index.remove(key, &old);
+        }
+        index.insert(*key, session);
         Ok(())
     }
 
     async fn update(&self, key: &SessionKey, session: &Arc<Session>) -> Result<bool, StoreError> {
-        Ok(match self.map.get_mut(key) {
-            Some(mut s) => {
-                *s = Arc::clone(session);
-                true
-            }
-            None => false,
-        })
+        let mut index = self.index(key);
+        let old = match self.map.get_mut(key) {
+            Some(mut s) => std::mem::replace(&mut *s, Arc::clone(session)),
+            None => return Ok(false),
+        };
+        index.replace(key, &old, session);
+        Ok(true)
     }
 
     async fn touch(
@@ -128,15 +175,20 @@ impl SessionStore for MemoryStore {
         last_seen: u64,
         expires_at: u64,
     ) -> Result<bool, StoreError> {
-        Ok(match self.map.get_mut(key) {
+        let mut index = self.index(key);
+        let (anonymous, old, new) = match self.map.get_mut(key) {
             Some(mut s) => {
                 let s = Arc::make_mut(&mut s);
+                let old = Times::of(s);
                 s.last_seen = s.last_seen.max(last_seen);
                 s.expires_at = s.expires_at.max(expires_at);
-                true
+                (s.identity.is_none(), old, Times::of(s))
             }
-            None => false,
-        })
+            None => return Ok(false),
+        };
+        // The map's shard is unlocked again: loads wait on none of this.
+        index.retime(key, anonymous, old, new);
+        Ok(true)
     }
 
     async fn rotate(
@@ -145,31 +197,116 @@ impl SessionStore for MemoryStore {
         new: &SessionKey,
         session: &Arc<Session>,
     ) -> Result<bool, StoreError> {
-        // Insert first, then remove: there is no moment with neither key,
-        // and the old key is gone before the response names the new one.
-        // Taking the old entry is the moment the move happens: if a logout
-        // or revocation took it first, the new key (which no client knows
-        // yet) is withdrawn, so the session does not come back.
-        self.map.insert(*new, Arc::clone(session));
-        if self.map.remove(old).is_none() {
-            self.map.remove(new);
+        let (a, b) = (shard_of(old.0[0]), shard_of(new.0[0]));
+        let (lo, hi) = (a.min(b), a.max(b));
+        let mut lo_index = lock(&self.indexes[lo]);
+        let mut hi_index = (hi != lo).then(|| lock(&self.indexes[hi]));
+        // Every writer of `old` holds its shard's lock, as this call does:
+        // it cannot end between this check and the move below.
+        if !self.map.contains_key(old) {
             return Ok(false);
         }
+        // Insert first, then remove: there is no moment with neither key,
+        // and the old key is gone before the response names the new one.
+        let displaced = self.map.insert(*new, Arc::clone(session));
+        let Some((_, was)) = self.map.remove(old) else {
+            self.map.remove(new);
+            return Ok(false);
+        };
+        let new_index = match &mut hi_index {
+            Some(g) if b == hi => &mut **g,
+            _ => &mut *lo_index,
+        };
+        if let Some(d) = displaced {
+            new_index.remove(new, &d);
+        }
+        new_index.insert(*new, session);
+        let old_index = match &mut hi_index {
+            Some(g) if a == hi => &mut **g,
+            _ => &mut *lo_index,
+        };
+        old_index.remove(old, &was);
         Ok(true)
     }
 
     async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {
-        Ok(self.map.remove(key).is_some())
+        let mut index = self.index(key);
+        Ok(match self.map.remove(key) {
+            Some((_, s)) => {
+                index.remove(key, &s);
+                true
+            }
+            None => false,
+        })
     }
 
     async fn purge(&self, now: u64) -> Result<usize, StoreError> {
-        let before = self.map.len();
-        self.map.retain(|_, s| s.expires_at > now);
-        Ok(before.saturating_sub(self.map.len()))
+        let mut purged = 0;
+        for shard in self.indexes.iter() {
+            loop {
+                let mut index = lock(shard);
+                let due = index.expired(now, PURGE_BATCH);
+                for entry @ (_, key) in &due {
+                    match self.map.remove(key) {
+                        Some((_, s)) => {
+                            index.remove(key, &s);
+                            purged += 1;
+                        }
+                        None => index.forget_expiry(entry),
+                    }
+                }
+                if due.len() < PURGE_BATCH {
+                    break;
+                }
+            }
+        }
+        Ok(purged)
     }
 
     async fn count(&self) -> Result<usize, StoreError> {
         Ok(self.map.len())
+    }
+
+    async fn by_user(&self, user: &str) -> Result<Keyed, StoreError> {
+        let mut found = Vec::new();
+        for shard in self.indexes.iter() {
+            let index = lock(shard);
+            for key in index.user(user) {
+                if let Some(s) = self.map.get(key) {
+                    found.push((*key, Arc::clone(s.value())));
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    async fn by_handle(&self, handle: &[u8; 8]) -> Result<Keyed, StoreError> {
+        let index = lock(&self.indexes[shard_of(handle[0])]);
+        Ok(index
+            .handle(handle)
+            .filter_map(|key| self.map.get(key).map(|s| (*key, Arc::clone(s.value()))))
+            .collect())
+    }
+
+    async fn delete_user(&self, user: &str) -> Result<Keyed, StoreError> {
+        // All shards at once: a rotation (which holds the shards of both
+        // its keys) lands wholly before this or wholly after it.
+        let mut shards = self.all_indexes();
+        let mut removed = Vec::new();
+        for index in shards.iter_mut() {
+            let keys: Vec<SessionKey> = index.user(user).copied().collect();
+            for key in keys {
+                if let Some((_, s)) = self.map.remove(&key) {
+                    index.remove(&key, &s);
+                    removed.push((key, s));
+                }
+            }
+        }
+        Ok(removed)
+    }
+
+    fn set_max_sessions(&self, max_sessions: usize) {
+        self.max.store(max_sessions, Ordering::Relaxed);
     }
 }
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use crate::config::{Backend, Config};
 use crate::session::{Session, SessionKey};
 
-pub use crate::session::store::{BoxError, SessionStore, StoreError};
+pub use crate::session::store::{BoxError, Keyed, SessionStore, StoreError};
 pub use memory::MemoryStore;
 
 /// The configured backend.
@@ -86,5 +86,19 @@ impl SessionStore for Store {
     }
     async fn count(&self) -> Result<usize, StoreError> {
         dispatch!(self, count, s => s.count().await)
+    }
+    async fn by_user(&self, user: &str) -> Result<Keyed, StoreError> {
+        dispatch!(self, by_user, s => s.by_user(user).await)
+    }
+    async fn by_handle(&self, handle: &[u8; 8]) -> Result<Keyed, StoreError> {
+        dispatch!(self, by_handle, s => s.by_handle(handle).await)
+    }
+    async fn delete_user(&self, user: &str) -> Result<Keyed, StoreError> {
+        dispatch!(self, delete_user, s => s.delete_user(user).await)
+    }
+    fn set_max_sessions(&self, max_sessions: usize) {
+        match self {
+            Store::Memory(s) => s.set_max_sessions(max_sessions),
+        }
     }
 }
