@@ -155,7 +155,10 @@ impl Shared {
     /// request waits on it.
     pub fn reload(&self) -> Result<Vec<&'static str>, StateError> {
         // Guards no data, so a poisoned lock is still good.
-        let _one_at_a_time = self.reloading.lock().unwrap_or_else(PoisonError::into_inner);
+        let _one_at_a_time = self
+            .reloading
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let current = self.state();
         let config = Config::load(&current.config.path)?;
         tls::ensure_default_cert(&config.tls)?;

@@ -26,9 +26,10 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use cloakroom::session::codec::parse_handle;
 use cloakroom::session::setcookie::SetCookie;
 use cloakroom::session::{Identity, Session, SessionId, SessionKey};
-use cloakroom::store::{MemoryStore, SessionStore, StoreError};
+use cloakroom::store::{Keyed, MemoryStore, SessionStore, StoreError};
 
 /// Opens a fresh, empty store of one backend; see the module docs.
 trait Open {
@@ -75,6 +76,13 @@ macro_rules! conformance {
             no_write_racing_a_delete_brings_the_session_back,
             s4_6_rotate_racing_a_delete_has_one_winner,
             s7_3_concurrent_creates_at_capacity_respect_the_cap,
+            s10_by_user_lists_that_users_sessions_with_their_keys,
+            s4_1_by_handle_finds_a_session_by_its_key_prefix,
+            s10_delete_user_removes_exactly_that_users_sessions,
+            s10_delete_user_racing_rotations_leaves_none_of_that_user,
+            s7_3_set_max_sessions_applies_at_the_next_create,
+            s7_3_purge_and_eviction_follow_every_write,
+            concurrent_writers_keep_every_lookup_consistent,
         );
     };
     (@tests $backend:ident, $open:expr; $($behaviour:ident,)*) => {
@@ -541,6 +549,315 @@ async fn s7_3_concurrent_creates_at_capacity_respect_the_cap(open: impl Open) {
     .await;
     let count = store.count().await.unwrap();
     assert!(count <= CAP, "{count} sessions in a store capped at {CAP}");
+}
+
+/// `keyed` ordered by key, to compare with an expectation.
+fn by_key(mut keyed: Keyed) -> Keyed {
+    keyed.sort_by_key(|(k, _)| *k);
+    keyed
+}
+
+fn keys_of(keyed: Keyed) -> Vec<SessionKey> {
+    by_key(keyed).into_iter().map(|(k, _)| k).collect()
+}
+
+fn sorted(mut keys: Vec<SessionKey>) -> Vec<SessionKey> {
+    keys.sort();
+    keys
+}
+
+/// The handle of SPEC §4.1 as bytes: the key's first 8.
+fn handle(k: &SessionKey) -> [u8; 8] {
+    k.0[..8].try_into().expect("8 bytes")
+}
+
+async fn s10_by_user_lists_that_users_sessions_with_their_keys(open: impl Open) {
+    let (store, _g) = open.open(ROOMY).await;
+    let (a1, a2, bob, nobody, promoted, demoted) = (key(), key(), key(), key(), key(), key());
+    store.create(&a1, &with_user(T0, "alice")).await.unwrap();
+    store
+        .create(&a2, &with_user(T0 + 1, "alice"))
+        .await
+        .unwrap();
+    store.create(&bob, &with_user(T0, "bob")).await.unwrap();
+    store.create(&nobody, &anon(T0)).await.unwrap();
+    // An update that gives an identity, and one that takes it away.
+    store.create(&promoted, &anon(T0)).await.unwrap();
+    let alice_later = with_user(T0 + 2, "alice");
+    assert!(store.update(&promoted, &alice_later).await.unwrap());
+    store
+        .create(&demoted, &with_user(T0, "alice"))
+        .await
+        .unwrap();
+    assert!(store.update(&demoted, &anon(T0 + 3)).await.unwrap());
+    let expected = by_key(vec![
+        (a1, with_user(T0, "alice")),
+        (a2, with_user(T0 + 1, "alice")),
+        (promoted, alice_later),
+    ]);
+    assert_eq!(by_key(store.by_user("alice").await.unwrap()), expected);
+
+    // Rotation moves the key, deletion removes it, a touch keeps it.
+    let a3 = key();
+    assert!(store
+        .rotate(&a1, &a3, &with_user(T0 + 5, "alice"))
+        .await
+        .unwrap());
+    assert!(store.delete(&a2).await.unwrap());
+    assert!(store.touch(&promoted, T0 + 9, T0 + HOUR).await.unwrap());
+    assert_eq!(
+        keys_of(store.by_user("alice").await.unwrap()),
+        sorted(vec![a3, promoted])
+    );
+    assert_eq!(keys_of(store.by_user("bob").await.unwrap()), [bob]);
+    for other in ["nobody", "alic", "ALICE", ""] {
+        assert!(store.by_user(other).await.unwrap().is_empty(), "{other}");
+    }
+}
+
+async fn s4_1_by_handle_finds_a_session_by_its_key_prefix(open: impl Open) {
+    let (store, _g) = open.open(ROOMY).await;
+    let (k, other, new) = (key(), key(), key());
+    store.create(&k, &anon(T0)).await.unwrap();
+    store.create(&other, &with_user(T0, "alice")).await.unwrap();
+    // The handle text of the logs and the admin API names these bytes.
+    assert_eq!(parse_handle(k.handle().as_str()), Some(handle(&k)));
+    assert_eq!(store.by_handle(&handle(&k)).await.unwrap(), [(k, anon(T0))]);
+    assert!(store.by_handle(&handle(&key())).await.unwrap().is_empty());
+    let mut near = handle(&k);
+    near[7] ^= 1;
+    assert!(store.by_handle(&near).await.unwrap().is_empty());
+
+    assert!(store.rotate(&k, &new, &anon(T0 + 1)).await.unwrap());
+    assert!(store.by_handle(&handle(&k)).await.unwrap().is_empty());
+    assert_eq!(
+        keys_of(store.by_handle(&handle(&new)).await.unwrap()),
+        [new]
+    );
+    assert!(store.delete(&new).await.unwrap());
+    assert!(store.by_handle(&handle(&new)).await.unwrap().is_empty());
+
+    // Keys sharing the first 8 bytes (a 64-bit collision) are all named;
+    // one differing in them is not.
+    let prefix = [0xa5u8; 8];
+    let with_prefix = |fill: u8, last: u8| {
+        let mut b = [fill; 32];
+        b[..8].copy_from_slice(&prefix);
+        b[7] = b[7].wrapping_add(last);
+        SessionKey(b)
+    };
+    let (lo, hi, next) = (
+        with_prefix(0x00, 0),
+        with_prefix(0xff, 0),
+        with_prefix(0x00, 1),
+    );
+    for k in [lo, hi, next] {
+        store.create(&k, &anon(T0)).await.unwrap();
+    }
+    assert_eq!(keys_of(store.by_handle(&prefix).await.unwrap()), [lo, hi]);
+}
+
+async fn s10_delete_user_removes_exactly_that_users_sessions(open: impl Open) {
+    let (store, _g) = open.open(ROOMY).await;
+    let alice: Vec<_> = (0..3).map(|_| key()).collect();
+    let mut ended = with_user(T0, "alice");
+    Arc::make_mut(&mut ended).expires_at = T0;
+    store
+        .create(&alice[0], &with_user(T0, "alice"))
+        .await
+        .unwrap();
+    store
+        .create(&alice[1], &with_user(T0 + 1, "alice"))
+        .await
+        .unwrap();
+    // Not yet purged: removed too.
+    store.create(&alice[2], &ended).await.unwrap();
+    let (bob, nobody) = (key(), key());
+    store.create(&bob, &with_user(T0, "bob")).await.unwrap();
+    store.create(&nobody, &anon(T0)).await.unwrap();
+
+    let removed = by_key(store.delete_user("alice").await.unwrap());
+    let expected = by_key(vec![
+        (alice[0], with_user(T0, "alice")),
+        (alice[1], with_user(T0 + 1, "alice")),
+        (alice[2], ended),
+    ]);
+    assert_eq!(removed, expected);
+    for k in &alice {
+        assert!(store.load(k).await.unwrap().is_none());
+        assert!(!store.delete(k).await.unwrap());
+    }
+    assert!(store.by_user("alice").await.unwrap().is_empty());
+    assert!(store
+        .by_handle(&handle(&alice[0]))
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store.load(&bob).await.unwrap().is_some());
+    assert!(store.load(&nobody).await.unwrap().is_some());
+    assert_eq!(store.count().await.unwrap(), 2);
+    assert!(store.delete_user("alice").await.unwrap().is_empty());
+    assert!(store.delete_user("nobody").await.unwrap().is_empty());
+    // Nothing of alice's is left to purge or to count.
+    assert_eq!(store.purge(u64::MAX).await.unwrap(), 2);
+}
+
+/// A revoke-all while the user's sessions rotate (a re-login on each
+/// device): whatever the order, none of them survives under either key.
+async fn s10_delete_user_racing_rotations_leaves_none_of_that_user(open: impl Open) {
+    let (store, _g) = open.open(ROOMY).await;
+    for _ in 0..EACH / 5 {
+        let olds: Vec<_> = (1..TASKS).map(|_| key()).collect();
+        let news: Vec<_> = (1..TASKS).map(|_| key()).collect();
+        for k in &olds {
+            store.create(k, &with_user(T0, "frank")).await.unwrap();
+        }
+        let (o, n) = (olds.clone(), news.clone());
+        let outcomes = on_tasks(&store, move |store, t| {
+            let pair = t.checked_sub(1).map(|i| (o[i], n[i]));
+            async move {
+                match pair {
+                    None => (keys_of(store.delete_user("frank").await.unwrap()), false),
+                    Some((old, new)) => {
+                        let s = with_user(T0 + 1, "frank");
+                        (Vec::new(), store.rotate(&old, &new, &s).await.unwrap())
+                    }
+                }
+            }
+        })
+        .await;
+        let removed = &outcomes[0].0;
+        for i in 0..olds.len() {
+            let rotated = outcomes[i + 1].1;
+            let survivor = if rotated { news[i] } else { olds[i] };
+            assert!(removed.contains(&survivor), "session {i} was not revoked");
+            assert!(store.load(&olds[i]).await.unwrap().is_none());
+            assert!(store.load(&news[i]).await.unwrap().is_none());
+        }
+        assert_eq!(removed.len(), olds.len());
+        assert!(store.by_user("frank").await.unwrap().is_empty());
+    }
+    assert_eq!(store.count().await.unwrap(), 0);
+}
+
+async fn s7_3_set_max_sessions_applies_at_the_next_create(open: impl Open) {
+    let (store, _g) = open.open(10).await;
+    let held: Vec<_> = (0..10).map(|_| key()).collect();
+    for (i, k) in held.iter().enumerate() {
+        store.create(k, &anon(T0 + i as u64)).await.unwrap();
+    }
+    // Lowered: the next create evicts down to the new cap, longest idle first.
+    store.set_max_sessions(4);
+    let first = key();
+    store.create(&first, &anon(T0 + 100)).await.unwrap();
+    assert_eq!(store.count().await.unwrap(), 4);
+    for (i, k) in held.iter().enumerate() {
+        assert_eq!(store.load(k).await.unwrap().is_some(), i >= 7, "{i}");
+    }
+    // Raised: room again, nothing evicted until the new cap.
+    store.set_max_sessions(6);
+    for i in 0..2 {
+        store.create(&key(), &anon(T0 + 200 + i)).await.unwrap();
+    }
+    assert_eq!(store.count().await.unwrap(), 6);
+    assert!(store.load(&held[7]).await.unwrap().is_some());
+    store.create(&key(), &anon(T0 + 300)).await.unwrap();
+    assert_eq!(store.count().await.unwrap(), 6);
+    assert!(store.load(&held[7]).await.unwrap().is_none());
+    assert!(store.load(&first).await.unwrap().is_some());
+}
+
+/// Purge and eviction go by a session's current times and identity, as
+/// touch, update and rotate left them, not as it was created.
+async fn s7_3_purge_and_eviction_follow_every_write(open: impl Open) {
+    let (store, _g) = open.open(3).await;
+    let (touched, updated, old, new) = (key(), key(), key(), key());
+    store.create(&touched, &anon(T0)).await.unwrap();
+    store.create(&updated, &anon(T0 + 1)).await.unwrap();
+    store.create(&old, &anon(T0 + 2)).await.unwrap();
+    // Seen later and ending later.
+    assert!(store.touch(&touched, T0 + 50, T0 + 3 * HOUR).await.unwrap());
+    // Gains an identity (never evictable) and ends sooner.
+    let mut u = with_user(T0 + 1, "erin");
+    Arc::make_mut(&mut u).expires_at = T0 + 10;
+    assert!(store.update(&updated, &u).await.unwrap());
+    // Moves to a new key, ending later than it would have.
+    let mut r = anon(T0 + 2);
+    Arc::make_mut(&mut r).expires_at = T0 + 2 * HOUR;
+    assert!(store.rotate(&old, &new, &r).await.unwrap());
+
+    // At the cap, the longest-idle anonymous session is the rotated one.
+    let extra = key();
+    store.create(&extra, &anon(T0 + 60)).await.unwrap();
+    assert!(store.load(&new).await.unwrap().is_none());
+    assert!(store.load(&touched).await.unwrap().is_some());
+    assert!(store.load(&updated).await.unwrap().is_some());
+
+    // `updated` now ends at T0 + 10 and `extra` at T0 + 60 + HOUR;
+    // `touched` lives on to T0 + 3 h.
+    assert_eq!(store.purge(T0 + HOUR + 100).await.unwrap(), 2);
+    assert!(store.load(&touched).await.unwrap().is_some());
+    assert_eq!(store.count().await.unwrap(), 1);
+    assert!(store.by_user("erin").await.unwrap().is_empty());
+}
+
+/// Many tasks create, update, touch, rotate and delete at once; afterwards
+/// every lookup (by user, by handle), purge and count agree with what each
+/// task knows it left behind.
+async fn concurrent_writers_keep_every_lookup_consistent(open: impl Open) {
+    let (store, _g) = open.open(ROOMY).await;
+    let left = on_tasks(&store, |store, t| async move {
+        let mut left: Vec<(SessionKey, Option<&'static str>)> = Vec::new();
+        for i in 0..EACH {
+            let user = ["gus", "hal"][(t + i) % 2];
+            let at = T0 + (t * EACH + i) as u64;
+            let k = key();
+            store.create(&k, &anon(at)).await.unwrap();
+            match i % 5 {
+                0 => assert!(store.delete(&k).await.unwrap()),
+                1 => {
+                    assert!(store.update(&k, &with_user(at, user)).await.unwrap());
+                    left.push((k, Some(user)));
+                }
+                2 => {
+                    assert!(store.touch(&k, at + 1, at + 2 * HOUR).await.unwrap());
+                    left.push((k, None));
+                }
+                3 => {
+                    let new = key();
+                    assert!(store.rotate(&k, &new, &with_user(at, user)).await.unwrap());
+                    left.push((new, Some(user)));
+                }
+                _ => {
+                    assert!(store.update(&k, &with_user(at, user)).await.unwrap());
+                    assert!(store.update(&k, &anon(at + 1)).await.unwrap());
+                    left.push((k, None));
+                }
+            }
+        }
+        left
+    })
+    .await;
+    let left: Vec<_> = left.into_iter().flatten().collect();
+    for user in ["gus", "hal"] {
+        let expected = left
+            .iter()
+            .filter(|(_, u)| *u == Some(user))
+            .map(|(k, _)| *k)
+            .collect();
+        assert_eq!(
+            keys_of(store.by_user(user).await.unwrap()),
+            sorted(expected),
+            "{user}"
+        );
+    }
+    for (k, _) in &left {
+        assert_eq!(keys_of(store.by_handle(&handle(k)).await.unwrap()), [*k]);
+    }
+    assert_eq!(store.count().await.unwrap(), left.len());
+    assert_eq!(store.purge(u64::MAX).await.unwrap(), left.len());
+    assert_eq!(store.count().await.unwrap(), 0);
+    assert!(store.by_user("gus").await.unwrap().is_empty());
 }
 
 conformance!(memory, |max| async move { (MemoryStore::new(max), ()) });

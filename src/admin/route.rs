@@ -59,7 +59,9 @@ pub fn parse(method: &Method, path: &str, query: Option<&str>) -> Result<Call, R
             .into_iter()
             .flat_map(|q| q.split('&'))
             .find_map(|kv| kv.strip_prefix("user="))
-            .ok_or(Refused::BadRequest("the query must name a user: ?user=NAME"))?;
+            .ok_or(Refused::BadRequest(
+                "the query must name a user: ?user=NAME",
+            ))?;
         return Ok(Call::List {
             user: user_name(raw, true)?,
         });
@@ -169,7 +171,10 @@ mod tests {
                 "{bad}"
             );
         }
-        assert!(matches!(get("/sessions", None), Err(Refused::BadRequest(_))));
+        assert!(matches!(
+            get("/sessions", None),
+            Err(Refused::BadRequest(_))
+        ));
         assert!(matches!(
             delete("/users/%00/sessions"),
             Err(Refused::BadRequest(_))

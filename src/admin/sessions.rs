@@ -107,7 +107,10 @@ pub async fn revoke_user(
     cfg: &SessionConfig,
 ) -> Response<ProxyBody> {
     match sessions.revoke_user(user, cfg).await {
-        Ok(n) => json(StatusCode::OK, serde_json::json!({ "revoked": n }).to_string()),
+        Ok(n) => json(
+            StatusCode::OK,
+            serde_json::json!({ "revoked": n }).to_string(),
+        ),
         Err(e) => unavailable(&e),
     }
 }
@@ -119,7 +122,10 @@ pub fn error(status: StatusCode, message: &str) -> Response<ProxyBody> {
 
 fn unavailable(e: &StoreError) -> Response<ProxyBody> {
     tracing::warn!(error = %e, "admin API: the session store failed");
-    error(StatusCode::SERVICE_UNAVAILABLE, "the session store is unavailable")
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the session store is unavailable",
+    )
 }
 
 #[cfg(test)]

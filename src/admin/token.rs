@@ -41,7 +41,10 @@ impl Token {
         };
         let value = value.trim();
         if value.is_empty() {
-            tracing::warn!(env = TOKEN_ENV, "admin session API off: the variable is blank");
+            tracing::warn!(
+                env = TOKEN_ENV,
+                "admin session API off: the variable is blank"
+            );
             return None;
         }
         if value.len() < SHORT {

@@ -530,10 +530,19 @@ mod tests {
     fn s4_1_a_handle_parses_back_to_the_key_prefix() {
         let key = SessionId([7u8; 32]).key();
         let h = key.handle();
-        assert_eq!(parse_handle(h.as_str()), Some(key.0[..8].try_into().unwrap()));
+        assert_eq!(
+            parse_handle(h.as_str()),
+            Some(key.0[..8].try_into().unwrap())
+        );
         let upper = h.as_str().to_ascii_uppercase();
         assert_eq!(parse_handle(&upper), parse_handle(h.as_str()));
-        for bad in ["", "0123", "0123456789abcdeg", "0123456789abcdef0", "+123456789abcdef"] {
+        for bad in [
+            "",
+            "0123",
+            "0123456789abcdeg",
+            "0123456789abcdef0",
+            "+123456789abcdef",
+        ] {
             assert_eq!(parse_handle(bad), None, "{bad}");
         }
     }

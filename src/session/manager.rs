@@ -180,11 +180,7 @@ impl<S: SessionStore + 'static> Manager<S> {
 
     /// The live sessions bound to `user`, oldest first (SPEC §10: never an
     /// ended one, even before the purge removes it).
-    pub async fn sessions_of(
-        &self,
-        user: &str,
-        cfg: &SessionConfig,
-    ) -> Result<Keyed, StoreError> {
+    pub async fn sessions_of(&self, user: &str, cfg: &SessionConfig) -> Result<Keyed, StoreError> {
         let now = now_ms();
         let mut live = self.store.by_user(user).await?;
         live.retain(|(_, s)| s.ended(cfg, now).is_none());

@@ -95,7 +95,8 @@ pub trait SessionStore: Send + Sync {
     /// §4.1 is the first 8 bytes of the [`SessionKey`]. At most one in
     /// practice (two only if 64-bit prefixes collide); ended sessions not
     /// yet purged included. Costs no scan of the store.
-    fn by_handle(&self, handle: &[u8; 8]) -> impl Future<Output = Result<Keyed, StoreError>> + Send;
+    fn by_handle(&self, handle: &[u8; 8])
+        -> impl Future<Output = Result<Keyed, StoreError>> + Send;
     /// Removes every session bound to `user` and returns them with their
     /// keys (revoke-all, SPEC §10). Atomic with respect to [`rotate`]: a
     /// session of the user rotating meanwhile is removed under one key or

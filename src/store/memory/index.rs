@@ -208,7 +208,10 @@ mod tests {
         assert_eq!(oldest_idle([&ix], 5), [(0, k)]);
         let alice = session(60, Some("alice"));
         ix.replace(&k, &later, &alice);
-        assert!(oldest_idle([&ix], 5).is_empty(), "an identity is never evictable");
+        assert!(
+            oldest_idle([&ix], 5).is_empty(),
+            "an identity is never evictable"
+        );
         assert_eq!(ix.user("alice").collect::<Vec<_>>(), [&k]);
         ix.remove(&k, &alice);
         assert_eq!(ix.user("alice").count(), 0);
