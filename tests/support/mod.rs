@@ -26,13 +26,16 @@ pub use client::*;
 pub use upstream::{read_request_path, Echo, Upstream};
 
 /// The text of a `proxy.toml`. Listeners are always on `127.0.0.1:0`, the
-/// admin API is off and sessions live in memory, so tests never collide.
+/// admin API is off unless asked for and sessions live in memory, so tests
+/// never collide.
 #[derive(Clone, Default)]
 pub struct ProxyConfig {
     server: Vec<String>,
     rest: String,
     files: Vec<(String, Vec<u8>)>,
     whole: Option<String>,
+    admin: bool,
+    env: Vec<(String, String)>,
 }
 
 impl ProxyConfig {
@@ -43,6 +46,18 @@ impl ProxyConfig {
     /// One more line for `[server]`, e.g. `request_header_timeout = "1s"`.
     pub fn server(mut self, line: &str) -> Self {
         self.server.push(line.to_string());
+        self
+    }
+
+    /// Turns the admin listener on (`TestProxy::admin_addr`).
+    pub fn admin(mut self) -> Self {
+        self.admin = true;
+        self
+    }
+
+    /// An environment variable for the proxy process.
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.to_string(), value.to_string()));
         self
     }
 
@@ -84,8 +99,9 @@ impl ProxyConfig {
         if let Some(whole) = &self.whole {
             return whole.clone();
         }
+        let admin = if self.admin { "127.0.0.1:0" } else { "" };
         format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"\"\n{}\n\n[store]\nbackend = \"memory\"\n{}",
+            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"{admin}\"\n{}\n\n[store]\nbackend = \"memory\"\n{}",
             self.server.join("\n"),
             self.rest
         )
@@ -111,6 +127,8 @@ pub struct TestProxy {
     pub dir: TempDir,
     pub https_addr: SocketAddr,
     pub redirect_addr: Option<SocketAddr>,
+    /// Set when the config asked for the admin listener ([`ProxyConfig::admin`]).
+    pub admin_addr: Option<SocketAddr>,
     pub pid: u32,
     child: Child,
     stdout: Arc<Mutex<Vec<String>>>,
@@ -148,6 +166,7 @@ impl TestProxy {
             .current_dir(dir.path())
             .env("CLOAKROOM_LOG_FORMAT", "json")
             .env("RUST_LOG", "info")
+            .envs(config.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -179,6 +198,7 @@ impl TestProxy {
             dir,
             https_addr: "0.0.0.0:0".parse().unwrap(),
             redirect_addr: None,
+            admin_addr: None,
             pid,
             child,
             stdout,
@@ -187,6 +207,9 @@ impl TestProxy {
         proxy.https_addr = proxy.listening("https").await;
         if config.has_redirect() {
             proxy.redirect_addr = Some(proxy.listening("redirect").await);
+        }
+        if config.admin && config.whole.is_none() {
+            proxy.admin_addr = Some(proxy.listening("admin").await);
         }
         proxy
     }
