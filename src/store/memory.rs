@@ -2,7 +2,7 @@
 //! ordered indexes (`index`) beside it. Nothing survives a restart.
 //!
 //! `load` is one lookup in the sharded map and takes no other lock. Every
-//! write takes the lock of the key's index shard (one of [`SHARDS`], by
+//! write takes the lock of the key's index shard (one of `SHARDS`, by
 //! the key's first byte) and changes the map entry and the indexes under
 //! it, so for any key the two agree whenever its shard is unlocked; loads
 //! may see the map a moment ahead. Writes to keys in different shards run

@@ -30,9 +30,11 @@ impl Times {
     }
 }
 
-/// The indexes of one shard. About 140 bytes per session on top of the map
-/// entry (three B-tree entries of 32–40 bytes, and the user's set when it
-/// has an identity).
+/// The indexes of one shard. Measured per session on top of the map entry
+/// (200k entries): 50 bytes in `keys`, 78 in each time-ordered tree (they
+/// fill in order, so their nodes stay about half full), about 90 in
+/// `users` at four sessions a user and up to 200 for a user's only one;
+/// so about 200 bytes for an anonymous session, 220–330 with an identity.
 #[derive(Default)]
 pub(super) struct Index {
     /// Every key, in order: the keys a handle (8-byte prefix) names are a range.
