@@ -14,7 +14,7 @@
 //! ```text
 //! conformance!(embedded, |max| async move {
 //!     let dir = tempfile::tempdir().unwrap();
-//!     (EmbeddedStore::open(&dir.path().join("s.db"), max).await.unwrap(), dir)
+//!     (EmbeddedStore::open(&dir.path().join("s.db"), max).unwrap(), dir)
 //! });
 //! ```
 //!
@@ -28,7 +28,7 @@ use std::sync::Arc;
 
 use cloakroom::session::setcookie::SetCookie;
 use cloakroom::session::{Identity, Session, SessionId, SessionKey};
-use cloakroom::store::{MemoryStore, SessionStore, StoreError};
+use cloakroom::store::{EmbeddedStore, MemoryStore, SessionStore, StoreError};
 
 /// Opens a fresh, empty store of one backend; see the module docs.
 trait Open {
@@ -544,3 +544,10 @@ async fn s7_3_concurrent_creates_at_capacity_respect_the_cap(open: impl Open) {
 }
 
 conformance!(memory, |max| async move { (MemoryStore::new(max), ()) });
+conformance!(embedded, |max| async move {
+    let dir = tempfile::tempdir().unwrap();
+    (
+        EmbeddedStore::open(&dir.path().join("s.db"), max).unwrap(),
+        dir,
+    )
+});

@@ -87,4 +87,8 @@ pub trait SessionStore: Send + Sync {
     fn purge(&self, now: u64) -> impl Future<Output = Result<usize, StoreError>> + Send;
     /// Sessions held.
     fn count(&self) -> impl Future<Output = Result<usize, StoreError>> + Send;
+    /// Makes every change made so far durable: the last call at shutdown
+    /// (SPEC §2: SIGTERM flushes the store). A backend with nothing
+    /// pending returns at once.
+    fn flush(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
 }

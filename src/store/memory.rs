@@ -93,6 +93,16 @@ impl MemoryStore {
         }
         evicted
     }
+
+    /// Calls `f` on every session held, one shard at a time (not one
+    /// snapshot): for a backend that keeps this store as its hot set
+    /// ([`super::EmbeddedStore`]) and must see which sessions a policy
+    /// picks. `f` must not call back into this store.
+    pub fn for_each(&self, mut f: impl FnMut(&SessionKey, &Session)) {
+        for e in self.map.iter() {
+            f(e.key(), e.value());
+        }
+    }
 }
 
 impl SessionStore for MemoryStore {
@@ -170,6 +180,11 @@ impl SessionStore for MemoryStore {
 
     async fn count(&self) -> Result<usize, StoreError> {
         Ok(self.map.len())
+    }
+
+    /// Nothing is kept anywhere else, so nothing is pending.
+    async fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
     }
 }
 
