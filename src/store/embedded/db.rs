@@ -98,6 +98,8 @@ pub fn open(path: &Path) -> Result<Connection, DbError> {
         return Err(DbError::Record(format!("journal_mode is {mode}, not wal")));
     }
     conn.pragma_update(None, "synchronous", "FULL")?;
+    // A big transaction grows the WAL; give the space back after it.
+    conn.pragma_update(None, "journal_size_limit", 64 << 20)?;
     let app: i32 = conn.pragma_query_value(None, "application_id", |r| r.get(0))?;
     let format: i32 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     let tables: i64 = conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))?;

@@ -245,7 +245,7 @@ impl SessionStore for EmbeddedStore {
     }
 
     async fn flush(&self) -> Result<(), StoreError> {
-        let ticket = self.writer.mark(&[], true);
+        let ticket = self.writer.mark_everything();
         self.writer.durable(ticket, "flush").await
     }
 }

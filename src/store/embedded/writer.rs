@@ -2,19 +2,21 @@
 //! commits in groups, so no disk I/O ever runs on the runtime.
 //!
 //! Callers change the memory map first, then [`Writer::mark`] the keys
-//! they changed. The writer takes every dirty key at once and writes what
+//! they changed. The writer takes dirty keys in batches and writes what
 //! memory holds for each *at that moment* (the session, or its deletion),
-//! in one transaction. Writing the current state rather than replaying
-//! operations means marks may arrive in any order and a write racing a
-//! logout can never bring a session back to the file.
+//! one transaction per batch. Writing the current state rather than
+//! replaying operations means marks may arrive in any order and a write
+//! racing a logout can never bring a session back to the file.
 //!
 //! A mark is either urgent (the caller then awaits [`Writer::durable`]:
-//! the writer commits at once, taking along everything else dirty) or lazy
-//! (committed within [`LAZY`]). Batches are numbered; a caller's ticket is
-//! the batch its mark joined. A failed batch's keys go back into the
-//! dirty set, so the next successful commit carries them: success of batch
-//! N therefore means every batch up to N is on disk, and a failing disk
-//! (full, say) is retried every [`RETRY`] and recovers by itself.
+//! the writer starts a batch at once, and every urgent key marked
+//! meanwhile joins the next one: a group commit) or lazy (committed within
+//! [`LAZY`], at most [`CAP`] per batch so a backlog never holds a login up
+//! for long). Batches are numbered; a caller's ticket is the batch its mark
+//! joined. A failed batch's keys are carried by every later batch until one
+//! succeeds: success of batch N therefore means every urgent key of every
+//! batch up to N is on disk, and a failing disk (full, say) is retried
+//! every [`RETRY`] and recovers by itself.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -44,16 +46,76 @@ pub struct WriteError {
     source: rusqlite::Error,
 }
 
+/// Dirty keys, in three kinds: the ones a caller waits for, the lazy ones,
+/// and the ones of a failed batch (carried by every batch until one
+/// succeeds, so a success covers every earlier urgent key).
 #[derive(Default)]
 struct Queue {
-    dirty: HashSet<SessionKey>,
+    urgent: Vec<SessionKey>,
+    lazy: HashSet<SessionKey>,
+    retry: HashSet<SessionKey>,
     /// The batch that marks join now.
     batch: u64,
     /// A caller waits for `batch`: commit it at once.
-    urgent: bool,
-    /// When the oldest lazy mark (or failed batch) in `dirty` arrived.
-    since: Option<Instant>,
+    waiting: bool,
+    /// `flush`: this batch takes every lazy key, not just [`CAP`].
+    everything: bool,
+    /// When the oldest lazy mark still in `lazy` arrived.
+    lazy_since: Option<Instant>,
+    /// When the last batch failed (`retry` is due [`RETRY`] later).
+    failed_at: Option<Instant>,
     stop: bool,
+}
+
+/// At most this many lazy keys per transaction, so that a backlog (a purge
+/// of many sessions, a burst of new ones) never holds a login's commit up
+/// for long: a batch takes a few tens of milliseconds at most.
+const CAP: usize = 2_000;
+/// At most this many lazy keys ride along in a batch a caller waits for.
+const CAP_WAITING: usize = 200;
+
+impl Queue {
+    /// When the next batch is due without a waiting caller.
+    fn due(&self, failing: bool) -> Option<Instant> {
+        let lazy = self
+            .lazy_since
+            .map(|t| t + if failing { RETRY } else { LAZY });
+        let retry = self.failed_at.map(|t| t + RETRY);
+        lazy.into_iter().chain(retry).min()
+    }
+
+    /// Takes the next batch: every retried and urgent key and up to [`CAP`]
+    /// lazy ones ([`CAP_WAITING`] when a caller waits; all of them for a
+    /// flush or at the end).
+    fn take(&mut self) -> Vec<SessionKey> {
+        let mut keys: Vec<SessionKey> = self.retry.drain().collect();
+        keys.append(&mut self.urgent);
+        let cap = if self.everything || self.stop {
+            usize::MAX
+        } else if self.waiting {
+            CAP_WAITING
+        } else {
+            CAP
+        };
+        if self.lazy.len() <= cap {
+            keys.extend(self.lazy.drain());
+            self.lazy_since = None;
+        } else {
+            let some: Vec<SessionKey> = self.lazy.iter().take(cap).copied().collect();
+            for k in &some {
+                self.lazy.remove(k);
+            }
+            keys.extend(some);
+        }
+        self.failed_at = None;
+        self.waiting = false;
+        self.everything = false;
+        keys
+    }
+
+    fn is_empty(&self) -> bool {
+        self.urgent.is_empty() && self.lazy.is_empty() && self.retry.is_empty()
+    }
 }
 
 /// What has been committed: the last batch that succeeded (all before it
@@ -77,16 +139,16 @@ impl Shared {
         self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Waits for the next batch to commit: now when urgent or stopping,
-    /// else when the oldest lazy mark is due. `None` once stopped and empty.
+    /// Waits for the next batch: at once when a caller waits or on stop,
+    /// else when lazy marks or a failed batch are due. `None` once stopped
+    /// with nothing left.
     fn next(&self, failing: bool) -> Option<(Vec<SessionKey>, u64, bool)> {
         let mut q = self.lock();
-        while !(q.urgent || q.stop) {
-            let Some(since) = q.since else {
+        while !(q.waiting || q.stop) {
+            let Some(due) = q.due(failing) else {
                 q = self.wake.wait(q).unwrap_or_else(PoisonError::into_inner);
                 continue;
             };
-            let due = since + if failing { RETRY } else { LAZY };
             let now = Instant::now();
             if now >= due {
                 break;
@@ -97,22 +159,20 @@ impl Shared {
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
         }
-        if q.stop && q.dirty.is_empty() && !q.urgent {
+        if q.stop && q.is_empty() && !q.waiting {
             return None;
         }
-        let keys: Vec<SessionKey> = q.dirty.drain().collect();
+        let keys = q.take();
         let batch = q.batch;
         q.batch += 1;
-        q.urgent = false;
-        q.since = None;
         Some((keys, batch, q.stop))
     }
 
-    /// Puts a failed batch's keys back, to be retried.
+    /// Keeps a failed batch's keys for the next batch.
     fn requeue(&self, keys: Vec<SessionKey>) {
         let mut q = self.lock();
-        q.dirty.extend(keys);
-        q.since.get_or_insert_with(Instant::now);
+        q.retry.extend(keys);
+        q.failed_at = Some(Instant::now());
     }
 }
 
@@ -148,23 +208,40 @@ impl Writer {
         })
     }
 
-    /// Marks keys changed in memory; returns the batch they joined.
+    /// Marks keys changed in memory; returns the batch they joined. With
+    /// `urgent` the caller is about to wait for that batch: it starts now.
     pub fn mark(&self, keys: &[SessionKey], urgent: bool) -> u64 {
         let mut q = self.shared.lock();
-        q.dirty.extend(keys.iter().copied());
         let wake = if urgent {
-            !std::mem::replace(&mut q.urgent, true)
-        } else if q.since.is_none() && !keys.is_empty() {
-            q.since = Some(Instant::now());
-            true
+            for k in keys {
+                q.lazy.remove(k);
+            }
+            q.urgent.extend_from_slice(keys);
+            !std::mem::replace(&mut q.waiting, true)
         } else {
-            false
+            q.lazy.extend(keys.iter().copied());
+            q.lazy_since.is_none() && !keys.is_empty() && {
+                q.lazy_since = Some(Instant::now());
+                true
+            }
         };
         let ticket = q.batch;
         drop(q);
         if wake {
             self.shared.wake.notify_one();
         }
+        ticket
+    }
+
+    /// Like an urgent [`mark`](Self::mark) of every key still pending: the
+    /// batch takes all of them (SIGTERM's flush).
+    pub fn mark_everything(&self) -> u64 {
+        let mut q = self.shared.lock();
+        q.waiting = true;
+        q.everything = true;
+        let ticket = q.batch;
+        drop(q);
+        self.shared.wake.notify_one();
         ticket
     }
 
@@ -247,5 +324,63 @@ fn run(
     }
     if let Err((_, e)) = conn.close() {
         tracing::warn!(error = %e, path = %path.display(), "closing the session database failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(n: usize) -> Vec<SessionKey> {
+        (0..n)
+            .map(|i| {
+                let mut k = [0u8; 32];
+                k[..8].copy_from_slice(&(i as u64).to_le_bytes());
+                SessionKey(k)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_batch_takes_every_urgent_and_retried_key_and_at_most_cap_lazy_ones() {
+        let lazy = 2 * CAP + 10;
+        let all = keys(lazy + 20);
+        let mut q = Queue::default();
+        q.lazy.extend(all[..lazy].iter().copied());
+        q.lazy_since = Some(Instant::now());
+        q.retry.extend(all[lazy..lazy + 10].iter().copied());
+        q.urgent.extend_from_slice(&all[lazy + 10..]);
+        q.waiting = true;
+        let batch = q.take();
+        assert_eq!(batch.len(), 20 + CAP_WAITING);
+        for k in &all[lazy..] {
+            assert!(batch.contains(k));
+        }
+        assert!(!q.waiting);
+        // The rest of the backlog stays due; lazy batches take more of it.
+        assert!(q.due(false).is_some_and(|d| d <= Instant::now() + LAZY));
+        assert_eq!(q.take().len(), CAP);
+        assert_eq!(q.take().len(), lazy - CAP_WAITING - CAP);
+        assert!(q.is_empty() && q.due(false).is_none());
+    }
+
+    #[test]
+    fn s2_a_flush_takes_every_lazy_key() {
+        let mut q = Queue::default();
+        q.lazy.extend(keys(3 * CAP));
+        q.everything = true;
+        assert_eq!(q.take().len(), 3 * CAP);
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn a_failed_batch_is_retried_after_a_pause() {
+        let mut q = Queue {
+            failed_at: Some(Instant::now()),
+            ..Queue::default()
+        };
+        q.retry.extend(keys(3));
+        let due = q.due(true).unwrap();
+        assert!(due >= Instant::now() + RETRY - Duration::from_millis(100));
     }
 }
