@@ -34,7 +34,7 @@ fn session(i: usize, now: u64) -> Arc<Session> {
     let mut jar = Jar::default();
     jar.store(&SetCookie::parse(&cookie).unwrap(), "/", now, 65_536);
     s.jars.push(("app".into(), jar));
-    if i % 10 == 0 {
+    if i.is_multiple_of(10) {
         s.identity = Some(Identity {
             user: format!("user{i}"),
             email: Some(format!("user{i}@example.com")),
