@@ -301,6 +301,9 @@ fn run(
                 progress.send_modify(|p| p.durable = batch);
             }
             Err(source) => {
+                // Counted here too: a failing disk shows in the metric even
+                // when no caller waits (the callers that do count their own).
+                crate::metrics::get().store_errors.inc();
                 let e = Arc::new(WriteError {
                     path: path.to_path_buf(),
                     source,
