@@ -14,7 +14,7 @@
 //! ```text
 //! conformance!(embedded, |max| async move {
 //!     let dir = tempfile::tempdir().unwrap();
-//!     (EmbeddedStore::open(&dir.path().join("s.db"), max).await.unwrap(), dir)
+//!     (EmbeddedStore::open(&dir.path().join("s.db"), max).unwrap(), dir)
 //! });
 //! ```
 //!
@@ -29,7 +29,7 @@ use std::sync::Arc;
 use cloakroom::session::codec::parse_handle;
 use cloakroom::session::setcookie::SetCookie;
 use cloakroom::session::{Identity, Session, SessionId, SessionKey};
-use cloakroom::store::{Keyed, MemoryStore, SessionStore, StoreError};
+use cloakroom::store::{EmbeddedStore, Keyed, MemoryStore, SessionStore, StoreError};
 
 /// Opens a fresh, empty store of one backend; see the module docs.
 trait Open {
@@ -861,3 +861,10 @@ async fn concurrent_writers_keep_every_lookup_consistent(open: impl Open) {
 }
 
 conformance!(memory, |max| async move { (MemoryStore::new(max), ()) });
+conformance!(embedded, |max| async move {
+    let dir = tempfile::tempdir().unwrap();
+    (
+        EmbeddedStore::open(&dir.path().join("s.db"), max).unwrap(),
+        dir,
+    )
+});

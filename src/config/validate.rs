@@ -466,24 +466,27 @@ impl Ctx<'_> {
     }
 
     fn store(&mut self, r: raw::RawStore) -> Store {
-        // Until the durable backends land, "memory" is the default and the
-        // others are refused here rather than failing at start.
+        // Until the redis backend lands it is refused here rather than
+        // failing at start.
         let backend_at = r.backend.as_ref().and_then(at);
         let backend = self.choice(
             "store.backend",
             r.backend,
-            Backend::Memory,
+            Backend::Embedded,
             &[
                 ("embedded", Backend::Embedded),
                 ("redis", Backend::Redis),
                 ("memory", Backend::Memory),
             ],
         );
-        if backend != Backend::Memory {
-            self.err(backend_at, "store.backend", "only \"memory\" is available in this build; the embedded and redis backends are not built yet");
+        if backend == Backend::Redis {
+            self.err(
+                backend_at,
+                "store.backend",
+                "\"redis\" is not built yet; this build supports \"embedded\" and \"memory\"",
+            );
         }
         let redis = "the redis store backend";
-        self.not_built("store.path", &r.path, "the embedded store backend");
         self.not_built("store.redis_url", &r.redis_url, redis);
         self.not_built("store.redis_cluster", &r.redis_cluster, redis);
         self.not_built("store.key_prefix", &r.key_prefix, redis);
@@ -1028,6 +1031,27 @@ mod tests {
     }
 
     #[test]
+    fn s3_store_backend_defaults_to_embedded_and_redis_is_not_built_yet() {
+        let c = Config::parse(Path::new("/x/proxy.toml"), ROUTE).unwrap();
+        assert_eq!(c.store.backend, Backend::Embedded);
+        assert_eq!(c.store.path, Path::new("/x/data/sessions.db"));
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        let c = Config::parse(
+            Path::new("/x/proxy.toml"),
+            &format!("[store]\npath = \"s.db\"\n{ROUTE}"),
+        )
+        .unwrap();
+        assert_eq!(c.store.path, Path::new("/x/s.db"));
+        assert!(c.warnings.is_empty(), "store.path is read now");
+        let e = errors(&format!("[store]\nbackend = \"redis\"\n{ROUTE}"));
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].contains(":2: store.backend: ") && e[0].contains("\"embedded\" and \"memory\""),
+            "{e:?}"
+        );
+    }
+
+    #[test]
     fn s3_keys_of_features_not_built_warn_with_file_line_and_key() {
         let text = format!(
             "[store]\nbackend = \"memory\"\npath = \"s.db\"\nredis_url = \"redis://r\"\n\
@@ -1041,7 +1065,6 @@ mod tests {
         );
         let w = warnings(&text);
         let keys = [
-            "store.path",
             "store.redis_url",
             "store.redis_cluster",
             "store.key_prefix",
@@ -1070,15 +1093,14 @@ mod tests {
             );
             assert!(w.starts_with(&want), "{w} / {want}");
         }
-        assert!(w[0].contains("embedded store backend"), "{}", w[0]);
-        assert!(w[1].contains("redis store backend"), "{}", w[1]);
-        assert!(w[5].contains("provider = \"local\""), "{}", w[5]);
-        assert!(w[9].contains("provider = \"oidc\""), "{}", w[9]);
-        assert!(w[14].contains("provider = \"form\""), "{}", w[14]);
+        assert!(w[0].contains("redis store backend"), "{}", w[0]);
+        assert!(w[4].contains("provider = \"local\""), "{}", w[4]);
+        assert!(w[8].contains("provider = \"oidc\""), "{}", w[8]);
+        assert!(w[13].contains("provider = \"form\""), "{}", w[13]);
         assert!(
-            w[16].contains("only stripped from client requests"),
+            w[15].contains("only stripped from client requests"),
             "{}",
-            w[16]
+            w[15]
         );
     }
 
