@@ -1,6 +1,6 @@
 //! SPEC §2 (SIGTERM flushes the store) and §7.4 (`embedded`: sessions
-//! survive a restart; after SIGKILL, answered logins, logouts and
-//! rotations are not lost), §7.1 and §7.3 across restarts, and a bad or
+//! survive a restart; after SIGKILL, answered logins, logouts, rotations
+//! and admin revocations are not lost), §7.1 and §7.3 across restarts, and a bad or
 //! full disk, through the real binary restarted on one directory.
 //!
 //! The database is read directly (rusqlite) only while no proxy holds it.
@@ -18,6 +18,25 @@ const UPSTREAM_AUTH: &str = "provider = \"upstream\"";
 
 fn embedded(app: &App, session: &str) -> ProxyConfig {
     config(app, session, UPSTREAM_AUTH, "").embedded()
+}
+
+const ADMIN_TOKEN: &str = "kill-nine-admin-token";
+
+/// `DELETE /sessions/{handle}` on the admin listener: the status code.
+async fn revoke(proxy: &TestProxy, handle: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = proxy.admin_addr.expect("the admin listener is on");
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "DELETE /sessions/{handle} HTTP/1.1\r\nHost: admin\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut head = [0u8; 12];
+    tokio::time::timeout(Duration::from_secs(10), s.read_exact(&mut head))
+        .await
+        .expect("the admin API answered within 10 s")
+        .unwrap();
+    std::str::from_utf8(&head[9..12]).unwrap().parse().unwrap()
 }
 
 /// Logs `b` in as `user` through the upstream login header (a login
@@ -104,13 +123,17 @@ async fn s2_s7_4_restart_after_sigterm_keeps_every_session_identity_and_jar() {
 }
 
 /// 100 rounds of: check what the previous round did, log one browser in,
-/// log the previous one out, rotate a third, then SIGKILL right after the
-/// answers and restart. Each effect was answered, so none may be lost.
+/// log the previous one out, rotate a third, revoke a fourth through the
+/// admin API (SPEC §10), then SIGKILL right after the answers and restart.
+/// Each effect was answered, so none may be lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn s7_4_answered_logins_logouts_and_rotations_survive_kill_9() {
+async fn s7_4_answered_logins_logouts_rotations_and_revocations_survive_kill_9() {
     const ROUNDS: usize = 100;
     let app = App::start("app").await;
-    let mut proxy = TestProxy::start(&embedded(&app, "")).await;
+    let config = embedded(&app, "")
+        .admin()
+        .env("CLOAKROOM_ADMIN_TOKEN", ADMIN_TOKEN);
+    let mut proxy = TestProxy::start(&config).await;
     let started = Instant::now();
     let mut lost = Vec::new();
     let mut rotating = Browser::new(&proxy);
@@ -118,6 +141,7 @@ async fn s7_4_answered_logins_logouts_and_rotations_survive_kill_9() {
     let mut logged_in: Option<Browser> = None;
     let mut logged_out: Option<String> = None;
     let mut rotated_away: Option<String> = None;
+    let mut revoked: Option<String> = None;
     for round in 1..=ROUNDS + 1 {
         let prev = round - 1;
         // What the previous round was answered must hold.
@@ -141,6 +165,11 @@ async fn s7_4_answered_logins_logouts_and_rotations_survive_kill_9() {
                 lost.push(format!("round {prev}: logout"));
             }
         }
+        if let Some(v) = revoked.take() {
+            if user_of(&proxy, &v).await.is_some() {
+                lost.push(format!("round {prev}: admin revocation"));
+            }
+        }
         assert!(lost.is_empty(), "lost after SIGKILL: {lost:#?}");
         if round > ROUNDS {
             break;
@@ -158,6 +187,11 @@ async fn s7_4_answered_logins_logouts_and_rotations_survive_kill_9() {
         login(&mut rotating, &format!("r{round}")).await;
         assert_ne!(rotating.session().unwrap(), old);
         rotated_away = Some(old);
+        let mut victim = Browser::new(&proxy);
+        login(&mut victim, &format!("v{round}")).await;
+        let v = victim.session().unwrap();
+        assert_eq!(revoke(&proxy, &handle_of(&v)).await, 204);
+        revoked = Some(v);
         proxy.kill9();
         proxy.restart().await;
     }

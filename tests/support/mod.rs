@@ -207,8 +207,9 @@ impl TestProxy {
     }
 
     /// Starts the binary again in the same directory (same config,
-    /// certificate, secret and data), killing the running one first if
-    /// need be; the logs start afresh. Only the HTTPS listener is awaited.
+    /// certificate, secret, environment and data), killing the running one
+    /// first if need be; the logs start afresh. The HTTPS listener, and the
+    /// admin listener when there was one, are awaited (their ports change).
     pub async fn restart(&mut self) {
         self.kill9();
         let (child, stdout, stderr) = spawn_in(self.dir.path(), &self.env);
@@ -217,6 +218,9 @@ impl TestProxy {
         self.stdout = stdout;
         self.stderr = stderr;
         self.https_addr = self.listening("https").await;
+        if self.admin_addr.is_some() {
+            self.admin_addr = Some(self.listening("admin").await);
+        }
     }
 
     async fn listening(&mut self, listener: &str) -> SocketAddr {
