@@ -50,6 +50,8 @@
 #   BENCH_PROXY_CPU [0]  BENCH_LOAD_CPU [1]  CPUs for the proxies / the load generator
 #   BENCH_UPSTREAM_CPU [= BENCH_LOAD_CPU]    CPU for the upstream nginx
 #   BENCH_SCENARIOS ["h1 h2 conn-resumed conn-full"]
+#   BENCH_STORE    [memory] cloakroom's store.backend: memory or embedded
+#                        (the durable store, its file under bench/out/cloakroom/data/)
 #   BENCH_ACCESS_LOG [0] 1: leave cloakroom's access log on (RUST_LOG=info,
 #                        JSON lines to a file) to measure what it costs
 #   BENCH_WAIT_QUIET [0] >0: before measuring, poll /proc/loadavg every 30 s for up
@@ -82,6 +84,7 @@ UPSTREAM_CPU=${BENCH_UPSTREAM_CPU:-$LOAD_CPU}
 SCENARIOS=${BENCH_SCENARIOS:-"h1 h1-session h2 conn-resumed conn-full"}
 LOADGEN=$OUT/target/release/cloakroom-loadgen
 ACCESS_LOG=${BENCH_ACCESS_LOG:-0}
+STORE=${BENCH_STORE:-memory}
 TOKIO_WORKERS=${BENCH_TOKIO_WORKERS-1}
 BIN=${CLOAKROOM_BIN:-$ROOT/target/release/cloakroom}
 CLK_TCK=$(getconf CLK_TCK)
@@ -304,7 +307,7 @@ key = "certs/key.pem"
 self_signed_if_missing = true
 
 [store]
-backend = "memory"
+backend = "$STORE"
 
 [[route]]
 path_prefix = "/"
