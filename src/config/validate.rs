@@ -71,6 +71,14 @@ impl Ctx<'_> {
         }
     }
 
+    /// A `[store]` key read only by the redis backend, set with another.
+    fn redis_only<T>(&mut self, key: &str, v: &S<T>) {
+        if let Some(v) = v {
+            let msg = "has no effect: it is read only with store.backend = \"redis\"";
+            self.errs.warn(at(v), key, msg.to_string());
+        }
+    }
+
     fn string(&mut self, v: S<String>, default: &str) -> String {
         v.map(Spanned::into_inner)
             .unwrap_or_else(|| default.to_string())
@@ -479,15 +487,25 @@ impl Ctx<'_> {
                 ("memory", Backend::Memory),
             ],
         );
-        if backend != Backend::Memory {
-            self.err(backend_at, "store.backend", "only \"memory\" is available in this build; the embedded and redis backends are not built yet");
+        if backend == Backend::Embedded {
+            self.err(
+                backend_at,
+                "store.backend",
+                "\"embedded\" is not available in this build yet; use \"redis\" or \"memory\"",
+            );
         }
-        let redis = "the redis store backend";
         self.not_built("store.path", &r.path, "the embedded store backend");
-        self.not_built("store.redis_url", &r.redis_url, redis);
-        self.not_built("store.redis_cluster", &r.redis_cluster, redis);
-        self.not_built("store.key_prefix", &r.key_prefix, redis);
-        self.not_built("store.redis_password_env", &r.redis_password_env, redis);
+        if backend != Backend::Redis {
+            self.redis_only("store.redis_url", &r.redis_url);
+            self.redis_only("store.redis_cluster", &r.redis_cluster);
+            self.redis_only("store.key_prefix", &r.key_prefix);
+            self.redis_only("store.redis_password_env", &r.redis_password_env);
+        }
+        if let Some(p) = &r.key_prefix {
+            if p.get_ref().contains(['{', '}']) {
+                self.err(at(p), "store.key_prefix", format!("{:?} holds a brace; cloakroom adds its own Redis Cluster hash tag after the prefix, so use letters, digits and ':' (e.g. \"cloakroom:\")", p.get_ref()));
+            }
+        }
         let mut cluster = Vec::new();
         for u in self.list(r.redis_cluster) {
             if is_redis_url(u.get_ref()) {
@@ -1028,6 +1046,24 @@ mod tests {
     }
 
     #[test]
+    fn s3_store_redis_is_accepted_and_its_keys_read() {
+        let text = format!(
+            "[store]\nbackend = \"redis\"\nredis_url = \"rediss://r:6380/2\"\n\
+             redis_cluster = [\"redis://a:7000\", \"redis://b:7001\"]\n\
+             key_prefix = \"app1:\"\nredis_password_env = \"P\"\n{ROUTE}"
+        );
+        assert!(errors(&text).is_empty(), "{:?}", errors(&text));
+        assert!(warnings(&text).is_empty(), "{:?}", warnings(&text));
+        let e = errors(&format!(
+            "[store]\nbackend = \"redis\"\nkey_prefix = \"a{{b}}:\"\n{ROUTE}"
+        ));
+        assert!(
+            e[0].contains("store.key_prefix") && e[0].contains("hash tag"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
     fn s3_keys_of_features_not_built_warn_with_file_line_and_key() {
         let text = format!(
             "[store]\nbackend = \"memory\"\npath = \"s.db\"\nredis_url = \"redis://r\"\n\
@@ -1064,14 +1100,16 @@ mod tests {
             let line = text
                 .lines()
                 .position(|l| l.starts_with(key.split('.').nth(1).unwrap()));
+            let redis_key = key.starts_with("store.redis") || key == "store.key_prefix";
+            let yet = if redis_key { "" } else { " yet" };
             let want = format!(
-                "/x/proxy.toml:{}: {key}: has no effect yet: ",
+                "/x/proxy.toml:{}: {key}: has no effect{yet}: ",
                 line.unwrap() + 1
             );
             assert!(w.starts_with(&want), "{w} / {want}");
         }
         assert!(w[0].contains("embedded store backend"), "{}", w[0]);
-        assert!(w[1].contains("redis store backend"), "{}", w[1]);
+        assert!(w[1].contains("store.backend = \"redis\""), "{}", w[1]);
         assert!(w[5].contains("provider = \"local\""), "{}", w[5]);
         assert!(w[9].contains("provider = \"oidc\""), "{}", w[9]);
         assert!(w[14].contains("provider = \"form\""), "{}", w[14]);

@@ -5,12 +5,14 @@
 //! SHA-256 of session ids ([`SessionKey`]): a raw id never reaches a store.
 
 mod memory;
+mod redis;
 
 use std::sync::Arc;
 
 use crate::config::{Backend, Config};
 use crate::session::{Session, SessionKey};
 
+pub use self::redis::{RedisOpenError, RedisOptions, RedisStore};
 pub use crate::session::store::{BoxError, Keyed, SessionStore, StoreError};
 pub use memory::MemoryStore;
 
@@ -18,12 +20,15 @@ pub use memory::MemoryStore;
 #[derive(Debug)]
 pub enum Store {
     Memory(MemoryStore),
+    Redis(RedisStore),
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
     #[error("store.backend = \"{0}\" is not available in this build yet; use \"memory\"")]
     NotAvailable(&'static str),
+    #[error(transparent)]
+    Redis(#[from] RedisOpenError),
 }
 
 impl Store {
@@ -31,7 +36,10 @@ impl Store {
         match config.store.backend {
             Backend::Memory => Ok(Store::Memory(MemoryStore::new(config.session.max_sessions))),
             Backend::Embedded => Err(OpenError::NotAvailable("embedded")),
-            Backend::Redis => Err(OpenError::NotAvailable("redis")),
+            Backend::Redis => Ok(Store::Redis(RedisStore::open(
+                &RedisOptions::from_config(&config.store),
+                config.session.max_sessions,
+            )?)),
         }
     }
 }
@@ -42,6 +50,7 @@ macro_rules! dispatch {
         let started = std::time::Instant::now();
         let r = match $self {
             Store::Memory($s) => $e,
+            Store::Redis($s) => $e,
         };
         let m = crate::metrics::get();
         m.store_ops.$op.observe(started.elapsed().as_secs_f64());
@@ -99,6 +108,7 @@ impl SessionStore for Store {
     fn set_max_sessions(&self, max_sessions: usize) {
         match self {
             Store::Memory(s) => s.set_max_sessions(max_sessions),
+            Store::Redis(s) => s.set_max_sessions(max_sessions),
         }
     }
 }
