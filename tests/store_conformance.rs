@@ -879,3 +879,33 @@ conformance!(redis, |max| async move {
     };
     (RedisStore::open(&opts, max).unwrap(), server)
 });
+
+/// One 3-node Cluster shared by the `redis_cluster` cases that run at
+/// once (starting one costs about a second), stopped when the last of them
+/// drops its handle; each case has its own key prefix.
+fn shared_cluster() -> Arc<redis_fixture::RedisCluster> {
+    static SHARED: std::sync::Mutex<std::sync::Weak<redis_fixture::RedisCluster>> =
+        std::sync::Mutex::new(std::sync::Weak::new());
+    let mut shared = SHARED.lock().unwrap();
+    if let Some(c) = shared.upgrade() {
+        return c;
+    }
+    let c = Arc::new(redis_fixture::RedisCluster::start());
+    *shared = Arc::downgrade(&c);
+    c
+}
+
+/// Key prefixes for the cases sharing a Cluster.
+static NEXT_PREFIX: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+conformance!(redis_cluster, |max| async move {
+    let cluster = tokio::task::spawn_blocking(shared_cluster).await.unwrap();
+    let n = NEXT_PREFIX.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let opts = RedisOptions {
+        urls: cluster.urls(),
+        cluster: true,
+        key_prefix: format!("t{n}:"),
+        password: None,
+    };
+    (RedisStore::open(&opts, max).unwrap(), cluster)
+});

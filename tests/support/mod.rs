@@ -8,6 +8,7 @@ pub mod client;
 pub mod flask;
 pub mod node;
 pub mod realapp;
+pub mod redis;
 pub mod session;
 pub mod upstream;
 
@@ -36,6 +37,7 @@ pub struct ProxyConfig {
     whole: Option<String>,
     admin: bool,
     env: Vec<(String, String)>,
+    store: Option<String>,
 }
 
 impl ProxyConfig {
@@ -59,6 +61,19 @@ impl ProxyConfig {
     pub fn env(mut self, name: &str, value: &str) -> Self {
         self.env.push((name.to_string(), value.to_string()));
         self
+    }
+
+    /// The `[store]` lines instead of `backend = "memory"`.
+    pub fn store(mut self, lines: &str) -> Self {
+        self.store = Some(lines.to_string());
+        self
+    }
+
+    /// `[store] backend = "redis"` at `url` under `key_prefix`.
+    pub fn redis(self, url: &str, key_prefix: &str) -> Self {
+        self.store(&format!(
+            "backend = \"redis\"\nredis_url = \"{url}\"\nkey_prefix = \"{key_prefix}\""
+        ))
     }
 
     /// Adds the plain-HTTP redirect listener.
@@ -100,8 +115,9 @@ impl ProxyConfig {
             return whole.clone();
         }
         let admin = if self.admin { "127.0.0.1:0" } else { "" };
+        let store = self.store.as_deref().unwrap_or("backend = \"memory\"");
         format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"{admin}\"\n{}\n\n[store]\nbackend = \"memory\"\n{}",
+            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"{admin}\"\n{}\n\n[store]\n{store}\n{}",
             self.server.join("\n"),
             self.rest
         )
