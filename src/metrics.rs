@@ -20,7 +20,7 @@ pub struct Metrics {
     pub store_ops: StoreOps,
     pub store_errors: IntCounter,
     /// 1 while the session store answers, 0 from its first failed call
-    /// until one succeeds (the redis backend sets it; others stay at 1).
+    /// until one succeeds (set by `store::outage`).
     pub store_up: IntGauge,
     pub tls_handshakes: IntCounterVec,
     pub jar_rejected: IntCounterVec,

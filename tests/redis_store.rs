@@ -343,6 +343,11 @@ async fn s7_5_a_redis_outage_fails_closed_and_the_proxy_recovers_by_itself() {
         1,
         "one line per outage"
     );
+    assert_eq!(
+        outage_lines(&a, "session store error"),
+        0,
+        "no line per request"
+    );
 
     // Redis returns (empty): new sessions work without restarting cloakroom.
     redis.restart();
@@ -358,4 +363,94 @@ async fn s7_5_a_redis_outage_fails_closed_and_the_proxy_recovers_by_itself() {
     assert_eq!(metric(&metrics, "cloakroom_store_up").as_deref(), Some("1"));
     assert_eq!(outage_lines(&a, "session store is reachable again"), 1);
     assert_eq!(outage_lines(&a, "session store is unreachable"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_redis_password_env_is_used_instead_of_the_urls_and_never_shown() {
+    let redis = RedisServer::start_with(&[
+        "--requirepass",
+        "default-pass-1",
+        "--user",
+        "app",
+        "on",
+        ">app-pass-2",
+        "~*",
+        "&*",
+        "+@all",
+    ]);
+    let app = App::start("app").await;
+    let start = |userinfo: &str, env: Option<&str>| {
+        let store = format!(
+            "backend = \"redis\"\nredis_url = \"redis://{userinfo}@127.0.0.1:{}\"\nkey_prefix = \"pw:\"",
+            redis.port
+        );
+        let mut cfg = config(&app, "", "provider = \"upstream\"", "")
+            .store(&store)
+            .admin()
+            .env("CLOAKROOM_SECRET", SECRET);
+        if let Some(pass) = env {
+            cfg = cfg.env("CLOAKROOM_REDIS_PASSWORD", pass);
+        }
+        async move { TestProxy::start(&cfg).await }
+    };
+    let ok = [
+        // An ACL user and its password from the environment win over the URL's.
+        start("app:url-pass-3", Some("app:app-pass-2")).await,
+        // A bare password replaces the URL's, for the URL's user...
+        start("app:url-pass-3", Some("app-pass-2")).await,
+        // ...or for the default user.
+        start(":url-pass-3", Some("default-pass-1")).await,
+    ];
+    for (i, p) in ok.iter().enumerate() {
+        let mut b = Browser::new(p);
+        let r = b
+            .get(&scripted("/login", &["X-Cloakroom-Login: alice"]))
+            .await;
+        assert_eq!(r.status, 200, "case {i}");
+        assert_eq!(
+            b.get("/").await.echo().one("x-forwarded-user"),
+            Some("alice")
+        );
+    }
+    // The URL's own (wrong) credentials: no session, 503, /readyz 503.
+    let refused = start("app:url-pass-3", None).await;
+    let mut c = Browser::new(&refused);
+    let r = c
+        .get(&scripted("/login", &["X-Cloakroom-Login: carol"]))
+        .await;
+    assert_eq!(r.status, 503);
+    assert_eq!(admin(&refused, "GET", "/readyz").await.0, 503);
+    assert_eq!(outage_lines(&refused, "session store is unreachable"), 1);
+    // No password in any log line or error output.
+    for p in ok.iter().chain([&refused]) {
+        let out = format!("{:?}{}", p.logs(), p.stderr());
+        for secret in ["default-pass-1", "app-pass-2", "url-pass-3"] {
+            assert!(!out.contains(secret), "{secret} was logged");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_rediss_urls_speak_tls_with_rustls() {
+    let redis = RedisServer::start_tls();
+    let app = App::start("app").await;
+    let store = format!(
+        "backend = \"redis\"\nredis_url = \"rediss://localhost:{}/0\"\nkey_prefix = \"tls:\"",
+        redis.port
+    );
+    // The test CA is trusted the way an operator would add one: through
+    // the system trust store, here pointed at by SSL_CERT_FILE.
+    let cert = redis.dir.path().join("cert.pem");
+    let cfg = config(&app, "", "provider = \"upstream\"", "")
+        .store(&store)
+        .admin()
+        .env("CLOAKROOM_SECRET", SECRET)
+        .env("SSL_CERT_FILE", cert.to_str().unwrap());
+    let proxy = TestProxy::start(&cfg).await;
+    let mut b = login(&proxy, "alice", &[]).await;
+    assert_eq!(
+        b.get("/").await.echo().one("x-forwarded-user"),
+        Some("alice")
+    );
+    assert_eq!(admin(&proxy, "GET", "/readyz").await.0, 200);
 }

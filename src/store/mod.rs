@@ -5,6 +5,7 @@
 //! SHA-256 of session ids ([`SessionKey`]): a raw id never reaches a store.
 
 mod memory;
+mod outage;
 mod redis;
 
 use std::sync::Arc;
@@ -52,11 +53,11 @@ macro_rules! dispatch {
             Store::Memory($s) => $e,
             Store::Redis($s) => $e,
         };
-        let m = crate::metrics::get();
-        m.store_ops.$op.observe(started.elapsed().as_secs_f64());
-        if matches!(r, Err(StoreError::Unavailable { .. })) {
-            m.store_errors.inc();
-        }
+        crate::metrics::get()
+            .store_ops
+            .$op
+            .observe(started.elapsed().as_secs_f64());
+        outage::observe(stringify!($op), &r);
         r
     }};
 }

@@ -16,15 +16,15 @@
 //! Nothing is cached in the process: every request with a session reads
 //! Redis once, so a revocation on one replica holds on all at once. Redis
 //! unreachable: each call fails within [`connect::TIMEOUT`] with
-//! [`StoreError::Unavailable`] (a 503 for requests that need a session),
-//! one warning is logged and `cloakroom_store_up` drops to 0; when a call
-//! succeeds again, one line says so.
+//! [`StoreError::Unavailable`] (a 503 for requests that need a session;
+//! `store::outage` logs the outage once and drops `cloakroom_store_up`),
+//! and the connection comes back by itself when Redis does.
 
 mod connect;
 mod scripts;
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use redis::RedisResult;
@@ -50,8 +50,6 @@ pub struct RedisStore {
     /// `<key_prefix>{sessions}:`, the start of every key.
     base: String,
     max: AtomicUsize,
-    /// Whether the last call failed: logs the outage and the recovery once.
-    down: AtomicBool,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -137,12 +135,10 @@ impl RedisStore {
     /// Sets the store up without waiting for Redis (see [`Conn::open`]).
     pub fn open(opts: &RedisOptions, max_sessions: usize) -> Result<Self, RedisOpenError> {
         let conn = Conn::open(opts)?;
-        crate::metrics::get().store_up.set(1);
         Ok(RedisStore {
             conn,
             base: format!("{}{{sessions}}:", opts.key_prefix),
             max: AtomicUsize::new(max_sessions),
-            down: AtomicBool::new(false),
         })
     }
 
@@ -158,31 +154,17 @@ impl RedisStore {
         inv
     }
 
-    /// Runs one Redis call within [`TIMEOUT`], logging an outage when it
-    /// begins and when it ends.
+    /// Runs one Redis call within [`TIMEOUT`].
     async fn run<T>(
         &self,
         op: &'static str,
         call: impl Future<Output = RedisResult<T>>,
     ) -> Result<T, StoreError> {
-        let err = match tokio::time::timeout(TIMEOUT, call).await {
-            Ok(Ok(v)) => {
-                if self.down.swap(false, Ordering::Relaxed) {
-                    crate::metrics::get().store_up.set(1);
-                    tracing::info!(store = "redis", "the session store is reachable again");
-                }
-                return Ok(v);
-            }
-            Ok(Err(e)) => StoreError::unavailable(op, e),
-            Err(_) => StoreError::unavailable(op, TimedOut),
-        };
-        if !self.down.swap(true, Ordering::Relaxed) {
-            crate::metrics::get().store_up.set(0);
-            let cause = std::error::Error::source(&err).map(ToString::to_string);
-            tracing::warn!(store = "redis", op, error = cause.as_deref().unwrap_or(""),
-                "the session store is unreachable; requests that need a session get 503 until it returns");
+        match tokio::time::timeout(TIMEOUT, call).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(StoreError::unavailable(op, e)),
+            Err(_) => Err(StoreError::unavailable(op, TimedOut)),
         }
-        Err(err)
     }
 
     /// A session's write arguments: hex, JSON, last_seen, expires_at,

@@ -29,11 +29,25 @@ pub fn answers(port: u16, within: Duration) -> bool {
             let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
             let mut buf = [0u8; 16];
             if s.write_all(b"PING\r\n").is_ok()
-                && s.read(&mut buf)
-                    .is_ok_and(|n| buf[..n].starts_with(b"+PONG"))
+                && s.read(&mut buf).is_ok_and(|n| {
+                    // A server that wants a password is up too.
+                    buf[..n].starts_with(b"+PONG") || buf[..n].starts_with(b"-NOAUTH")
+                })
             {
                 return true;
             }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
+}
+
+/// True when something accepts connections on `port` within `within`.
+pub fn accepts(port: u16, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return true;
         }
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -44,8 +58,10 @@ pub fn answers(port: u16, within: Duration) -> bool {
 pub struct RedisServer {
     pub port: u16,
     extra: Vec<String>,
-    dir: TempDir,
+    pub dir: TempDir,
     child: Option<Child>,
+    /// TLS only (`--port 0 --tls-port`): readiness is the port accepting.
+    tls: bool,
 }
 
 impl RedisServer {
@@ -63,6 +79,7 @@ impl RedisServer {
             extra: extra.iter().map(|s| s.to_string()).collect(),
             dir,
             child: None,
+            tls: false,
         };
         for _ in 0..5 {
             server.port = free_port();
@@ -73,9 +90,50 @@ impl RedisServer {
         panic!("redis-server did not start; is it installed? (scripts/test.sh installs it)");
     }
 
+    /// A server speaking only TLS, with a self-signed certificate for
+    /// `localhost` written to `cert.pem` in [`RedisServer::dir`].
+    pub fn start_tls() -> RedisServer {
+        let dir = tempfile::tempdir().unwrap();
+        let ck = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        std::fs::write(dir.path().join("cert.pem"), ck.cert.pem()).unwrap();
+        std::fs::write(dir.path().join("key.pem"), ck.signing_key.serialize_pem()).unwrap();
+        let mut server = RedisServer {
+            port: 0,
+            extra: [
+                "--tls-cert-file",
+                "cert.pem",
+                "--tls-key-file",
+                "key.pem",
+                "--tls-ca-cert-file",
+                "cert.pem",
+                "--tls-auth-clients",
+                "no",
+            ]
+            .map(String::from)
+            .to_vec(),
+            dir,
+            child: None,
+            tls: true,
+        };
+        for _ in 0..5 {
+            server.port = free_port();
+            if server.spawn() {
+                return server;
+            }
+        }
+        panic!("redis-server with TLS did not start");
+    }
+
     fn spawn(&mut self) -> bool {
+        let port = self.port.to_string();
+        let ports = if self.tls {
+            vec!["--port", "0", "--tls-port", &port]
+        } else {
+            vec!["--port", &port]
+        };
         let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(ports)
+            .args(["--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
             .args(&self.extra)
             .current_dir(self.dir.path())
@@ -85,7 +143,12 @@ impl RedisServer {
             .spawn()
             .expect("redis-server is installed (scripts/test.sh installs it)");
         self.child = Some(child);
-        if answers(self.port, Duration::from_secs(5)) {
+        let up = if self.tls {
+            accepts(self.port, Duration::from_secs(5))
+        } else {
+            answers(self.port, Duration::from_secs(5))
+        };
+        if up {
             return true;
         }
         self.kill();
