@@ -454,3 +454,47 @@ async fn s3_rediss_urls_speak_tls_with_rustls() {
     );
     assert_eq!(admin(&proxy, "GET", "/readyz").await.0, 200);
 }
+
+/// The replica config of README.md's "Two replicas and Redis on one
+/// machine", as written there, with only the ports made this machine's.
+fn readme_replica_config(redis: &RedisServer, app: &App) -> String {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let section = readme
+        .split_once("### Two replicas and Redis on one machine")
+        .expect("README.md has the section")
+        .1;
+    let toml = section
+        .split_once("<<TOML\n")
+        .and_then(|(_, rest)| rest.split_once("\nTOML\n"))
+        .expect("the section writes proxy.toml with a TOML heredoc")
+        .0;
+    let mut text = toml.replace("$https", "0").replace("$admin", "0");
+    for (was, now) in [
+        ("127.0.0.1:6379", format!("127.0.0.1:{}", redis.port)),
+        ("127.0.0.1:5000", app.addr.to_string()),
+    ] {
+        assert!(text.contains(was), "the README's config names {was}");
+        text = text.replace(was, &now);
+    }
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s7_5_the_readmes_two_replicas_share_a_login() {
+    let redis = RedisServer::start();
+    let app = App::start("app").await;
+    let text = readme_replica_config(&redis, &app);
+    let start = || {
+        let cfg = ProxyConfig::verbatim(&text)
+            .env("CLOAKROOM_SECRET", SECRET)
+            .env("CLOAKROOM_ADMIN_TOKEN", TOKEN);
+        async move { TestProxy::start(&cfg).await }
+    };
+    let (a, b) = (start().await, start().await);
+    let alice = login(&a, "alice", &[]).await;
+    let mut on_b = through(&alice, &b);
+    let r = on_b.get("/.cloakroom/session").await;
+    assert_eq!(json(&r)["user"], "alice", "{}", r.text());
+    assert_eq!(user_on(&mut on_b).await.as_deref(), Some("alice"));
+}

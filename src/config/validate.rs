@@ -516,7 +516,7 @@ impl Ctx<'_> {
                     "store.redis_cluster",
                     format!(
                         "{:?} is not a Redis URL; expected redis://host:port or rediss://host:port",
-                        u.get_ref()
+                        redact_url(u.get_ref())
                     ),
                 );
             }
@@ -528,7 +528,8 @@ impl Ctx<'_> {
                 url_at,
                 "store.redis_url",
                 format!(
-                    "{redis_url:?} is not a Redis URL; expected redis://host:port/db or rediss://…"
+                    "{:?} is not a Redis URL; expected redis://host:port/db or rediss://…",
+                    redact_url(&redis_url)
                 ),
             );
         }
@@ -1043,6 +1044,30 @@ mod tests {
         for p in ["none", "upstream"] {
             assert!(errors(&format!("[auth]\nprovider = \"{p}\"\n{ROUTE}")).is_empty());
         }
+    }
+
+    #[test]
+    fn redis_urls_are_shown_without_their_credentials() {
+        use crate::config::redact_url as redact;
+        assert_eq!(redact("redis://u:p%40ss@h:6379/0"), "redis://***@h:6379/0");
+        assert_eq!(redact("rediss://:secret@h"), "rediss://***@h");
+        assert_eq!(redact("redis://h:6379/0?x=a@b"), "redis://h:6379/0?x=a@b");
+        assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        assert_eq!(redact("secret"), "(not a URL)");
+        let e = errors(&format!(
+            "[store]\nbackend = \"redis\"\nredis_url = \"http://u:hunter2@r\"\n\
+             redis_cluster = [\"tcp://:hunter2@c\"]\n{ROUTE}"
+        ));
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(e.iter().all(|e| !e.contains("hunter2")), "{e:?}");
+        let text =
+            format!("[store]\nbackend = \"redis\"\nredis_url = \"redis://u:hunter2@r\"\n{ROUTE}");
+        let c = Config::parse(Path::new("/x/proxy.toml"), &text).unwrap();
+        let shown = format!("{:?}", c.store);
+        assert!(
+            !shown.contains("hunter2") && shown.contains("***@r"),
+            "{shown}"
+        );
     }
 
     #[test]

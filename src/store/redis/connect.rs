@@ -13,7 +13,7 @@ use redis::cluster::{ClusterClientBuilder, ClusterConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::{Client, FromRedisValue, IntoConnectionInfo, RedisResult};
 
-use crate::config::Store as StoreConfig;
+use crate::config::{redact_url as redact, Store as StoreConfig};
 
 /// How long one connection attempt, and one answer, may take before the
 /// call fails and the request that made it gets 503 (SPEC §7.5).
@@ -80,18 +80,6 @@ pub struct RedisOpenError {
     url: String,
     #[source]
     source: redis::RedisError,
-}
-
-/// `url` with any user and password replaced by `***`.
-pub fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return "(not a URL)".into();
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
-        None => url.to_string(),
-    }
 }
 
 /// The process's connection to Redis; cloned per call (cheap handles over
@@ -176,15 +164,6 @@ impl Conn {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn redact_hides_user_and_password_only() {
-        assert_eq!(redact("redis://u:p%40ss@h:6379/0"), "redis://***@h:6379/0");
-        assert_eq!(redact("rediss://:secret@h"), "rediss://***@h");
-        assert_eq!(redact("redis://h:6379/0?x=a@b"), "redis://h:6379/0?x=a@b");
-        assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
-        assert_eq!(redact("secret"), "(not a URL)");
-    }
 
     #[test]
     fn env_password_or_acl_user_and_password() {
