@@ -9,6 +9,7 @@ pub mod flask;
 pub mod node;
 pub mod realapp;
 pub mod redis;
+pub mod replicas;
 pub mod session;
 pub mod upstream;
 
