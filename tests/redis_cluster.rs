@@ -90,3 +90,44 @@ async fn s7_5_the_slots_primary_down_fails_closed_and_the_proxy_recovers() {
     assert_eq!(outage_lines(&a, "session store is unreachable"), 1);
     assert_eq!(outage_lines(&a, "session store is reachable again"), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_an_acl_user_from_the_env_reaches_the_cluster() {
+    let cluster = RedisCluster::start();
+    // README's least privileges for an ACL user, plus the topology read.
+    for n in &cluster.nodes {
+        let ok = n.cli(&[
+            "acl",
+            "setuser",
+            "app",
+            "on",
+            ">app-pass",
+            "~acl:*",
+            "+@read",
+            "+@write",
+            "+@scripting",
+            "+@connection",
+            "+cluster|slots",
+        ]);
+        assert_eq!(ok.trim(), "OK");
+        assert_eq!(n.cli(&["acl", "setuser", "default", "off"]).trim(), "OK");
+    }
+    let app = App::start("app").await;
+    let cfg = |pass: Option<&str>| {
+        let cfg = replica_config(&app, &cluster_store(&cluster, "acl:"));
+        match pass {
+            Some(p) => cfg.env("CLOAKROOM_REDIS_PASSWORD", p),
+            None => cfg,
+        }
+    };
+    let a = support::TestProxy::start(&cfg(Some("app:app-pass"))).await;
+    let b = support::TestProxy::start(&cfg(Some("app:app-pass"))).await;
+    let alice = login(&a, "alice", &[]).await;
+    assert_eq!(
+        user_on(&mut through(&alice, &b)).await.as_deref(),
+        Some("alice")
+    );
+    // Without credentials the default user is refused: fail closed.
+    let c = support::TestProxy::start(&cfg(None)).await;
+    assert_eq!(admin(&c, "GET", "/readyz").await.0, 503);
+}

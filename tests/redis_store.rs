@@ -165,12 +165,17 @@ async fn s3_redis_password_env_is_used_instead_of_the_urls_and_never_shown() {
         "--requirepass",
         "default-pass-1",
         "--user",
+        // The least an ACL user needs (README, "Scaling out"): its keys,
+        // reads, writes, scripts and the connection's own commands
+        // (tests/redis_cluster.rs adds the Cluster's topology read).
         "app",
         "on",
         ">app-pass-2",
-        "~*",
-        "&*",
-        "+@all",
+        "~pw:*",
+        "+@read",
+        "+@write",
+        "+@scripting",
+        "+@connection",
     ]);
     let app = App::start("app").await;
     let start = |userinfo: &str, env: Option<&str>| {

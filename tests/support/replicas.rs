@@ -20,11 +20,11 @@ pub const TOKEN: &str = "test-admin-token-0123456789";
 /// The same signing key on every replica (64 hex digits).
 pub const SECRET: &str = "8f1e6c0d2b4a59687f3e1d0c9b8a79685f4e3d2c1b0a99887766554433221100";
 
-/// A replica: upstream logins, `/` needs a session, `/login` and `/public`
-/// do not; the admin API on; the shared secret and `store` lines.
-pub async fn replica(app: &App, store: &str) -> TestProxy {
+/// A replica's config: upstream logins, `/` needs a session, `/login` and
+/// `/public` do not; the admin API on; the shared secret and `store` lines.
+pub fn replica_config(app: &App, store: &str) -> ProxyConfig {
     let route = "auth = \"required\"\npublic_paths = [\"/login\", \"/public\"]";
-    let cfg: ProxyConfig = config(
+    config(
         app,
         "touch_interval = \"1s\"",
         "provider = \"upstream\"",
@@ -33,8 +33,12 @@ pub async fn replica(app: &App, store: &str) -> TestProxy {
     .store(store)
     .admin()
     .env("CLOAKROOM_ADMIN_TOKEN", TOKEN)
-    .env("CLOAKROOM_SECRET", SECRET);
-    TestProxy::start(&cfg).await
+    .env("CLOAKROOM_SECRET", SECRET)
+}
+
+/// A replica started with [`replica_config`].
+pub async fn replica(app: &App, store: &str) -> TestProxy {
+    TestProxy::start(&replica_config(app, store)).await
 }
 
 pub fn redis_store(redis: &RedisServer, prefix: &str) -> String {
