@@ -1,8 +1,10 @@
 //! Session storage backends. The contract they meet, [`SessionStore`], is
 //! the session layer's ([`crate::session::store`]): sessions say what they
 //! need of a store, and this module provides it. [`Store`] picks the
-//! configured backend, times every call and counts its errors. Keys are
-//! SHA-256 of session ids ([`SessionKey`]): a raw id never reaches a store.
+//! configured backend (`memory`, or `redis`: replicas sharing one Redis),
+//! times every call, counts its errors and logs an outage once (`outage`).
+//! Keys are SHA-256 of session ids ([`SessionKey`]): a raw id never reaches
+//! a store.
 
 mod memory;
 mod outage;
