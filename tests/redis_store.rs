@@ -113,7 +113,36 @@ async fn s7_5_a_redis_outage_fails_closed_and_the_proxy_recovers_by_itself() {
     assert_eq!(user_on(&mut alice).await.as_deref(), Some("alice"));
     assert_eq!(admin(&a, "GET", "/readyz").await.0, 200);
 
+    // Traffic on the session while Redis dies under it: every answer is
+    // 200 (before) or 503 (after), never a logout, and none waits long.
+    let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut steady = through(&alice, &a);
+    let traffic = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        while stop_rx.try_recv().is_err() {
+            let started = Instant::now();
+            let r = steady.get("/").await;
+            seen.push((r.status.as_u16(), clears_session(&r), started.elapsed()));
+        }
+        seen
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
     redis.kill();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop_tx.send(()).unwrap();
+    let seen = traffic.await.unwrap();
+    let first_503 = seen
+        .iter()
+        .position(|s| s.0 == 503)
+        .expect("a 503 once Redis died");
+    assert!(first_503 > 0, "no 200 before the kill: {seen:?}");
+    assert!(seen[..first_503].iter().all(|s| s.0 == 200), "{seen:?}");
+    assert!(seen[first_503..].iter().all(|s| s.0 == 503), "{seen:?}");
+    assert!(
+        seen.iter().all(|s| !s.1 && s.2 < Duration::from_secs(3)),
+        "{seen:?}"
+    );
+
     // A request that needs a session: 503, quickly, cookie kept.
     for _ in 0..3 {
         let started = Instant::now();

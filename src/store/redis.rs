@@ -13,6 +13,11 @@
 //! Cluster only allows within a slot; a Cluster here buys failover, not
 //! capacity beyond one primary.
 //!
+//! Each script is short (it costs the keys it names, the user's sessions,
+//! or one purge batch), with one exception: a reload that lowers
+//! `max_sessions` far below the sessions held makes the next create evict
+//! the difference in one script, during which Redis serves nothing else.
+//!
 //! Nothing is cached in the process: every request with a session reads
 //! Redis once, so a revocation on one replica holds on all at once. Redis
 //! unreachable: each call fails within [`connect::TIMEOUT`] with
