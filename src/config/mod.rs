@@ -156,14 +156,23 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let cluster: Vec<String> = self.redis_cluster.iter().map(|u| redact_url(u)).collect();
+        // Destructured: a new field must be added here to compile.
+        let Store {
+            backend,
+            path,
+            redis_url,
+            redis_cluster,
+            key_prefix,
+            redis_password_env,
+        } = self;
+        let cluster: Vec<String> = redis_cluster.iter().map(|u| redact_url(u)).collect();
         f.debug_struct("Store")
-            .field("backend", &self.backend)
-            .field("path", &self.path)
-            .field("redis_url", &redact_url(&self.redis_url))
+            .field("backend", backend)
+            .field("path", path)
+            .field("redis_url", &redact_url(redis_url))
             .field("redis_cluster", &cluster)
-            .field("key_prefix", &self.key_prefix)
-            .field("redis_password_env", &self.redis_password_env)
+            .field("key_prefix", key_prefix)
+            .field("redis_password_env", redis_password_env)
             .finish()
     }
 }
