@@ -16,7 +16,7 @@ use crate::server::{self, Drain};
 use crate::session::codec::KeyError;
 use crate::session::{Keyring, Manager};
 use crate::state::{Shared, State, StateError};
-use crate::store::{OpenError, Store};
+use crate::store::{OpenError, SessionStore, Store};
 use crate::tls::{self, TlsError};
 
 #[derive(Debug, thiserror::Error)]
@@ -170,6 +170,9 @@ pub async fn serve(
             connections = left,
             "shutdown grace ended; closing remaining connections"
         );
+    }
+    if let Err(e) = shared.sessions.store.flush().await {
+        tracing::error!(error = %e, cause = ?std::error::Error::source(&e), "session store flush failed; the last changes may be lost");
     }
     tracing::info!("stopped");
 }

@@ -14,7 +14,7 @@
 //! ```text
 //! conformance!(embedded, |max| async move {
 //!     let dir = tempfile::tempdir().unwrap();
-//!     (EmbeddedStore::open(&dir.path().join("s.db"), max).await.unwrap(), dir)
+//!     (EmbeddedStore::open(&dir.path().join("s.db"), max).unwrap(), dir)
 //! });
 //! ```
 //!
@@ -29,7 +29,9 @@ use std::sync::Arc;
 use cloakroom::session::codec::parse_handle;
 use cloakroom::session::setcookie::SetCookie;
 use cloakroom::session::{Identity, Session, SessionId, SessionKey};
-use cloakroom::store::{Keyed, MemoryStore, RedisOptions, RedisStore, SessionStore, StoreError};
+use cloakroom::store::{
+    EmbeddedStore, Keyed, MemoryStore, RedisOptions, RedisStore, SessionStore, StoreError,
+};
 
 #[path = "support/redis.rs"]
 mod redis_fixture;
@@ -864,6 +866,13 @@ async fn concurrent_writers_keep_every_lookup_consistent(open: impl Open) {
 }
 
 conformance!(memory, |max| async move { (MemoryStore::new(max), ()) });
+conformance!(embedded, |max| async move {
+    let dir = tempfile::tempdir().unwrap();
+    (
+        EmbeddedStore::open(&dir.path().join("s.db"), max).unwrap(),
+        dir,
+    )
+});
 
 // Each test gets its own redis-server on a free loopback port (killed with
 // the guard) and its own key prefix. Every case runs, the exact caps of

@@ -474,27 +474,16 @@ impl Ctx<'_> {
     }
 
     fn store(&mut self, r: raw::RawStore) -> Store {
-        // Until the durable backends land, "memory" is the default and the
-        // others are refused here rather than failing at start.
-        let backend_at = r.backend.as_ref().and_then(at);
         let backend = self.choice(
             "store.backend",
             r.backend,
-            Backend::Memory,
+            Backend::Embedded,
             &[
                 ("embedded", Backend::Embedded),
                 ("redis", Backend::Redis),
                 ("memory", Backend::Memory),
             ],
         );
-        if backend == Backend::Embedded {
-            self.err(
-                backend_at,
-                "store.backend",
-                "\"embedded\" is not available in this build yet; use \"redis\" or \"memory\"",
-            );
-        }
-        self.not_built("store.path", &r.path, "the embedded store backend");
         if backend != Backend::Redis {
             self.redis_only("store.redis_url", &r.redis_url);
             self.redis_only("store.redis_cluster", &r.redis_cluster);
@@ -1047,6 +1036,21 @@ mod tests {
     }
 
     #[test]
+    fn s3_store_backend_defaults_to_embedded() {
+        let c = Config::parse(Path::new("/x/proxy.toml"), ROUTE).unwrap();
+        assert_eq!(c.store.backend, Backend::Embedded);
+        assert_eq!(c.store.path, Path::new("/x/data/sessions.db"));
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        let c = Config::parse(
+            Path::new("/x/proxy.toml"),
+            &format!("[store]\npath = \"s.db\"\n{ROUTE}"),
+        )
+        .unwrap();
+        assert_eq!(c.store.path, Path::new("/x/s.db"));
+        assert!(c.warnings.is_empty(), "store.path is read now");
+    }
+
+    #[test]
     fn redis_urls_are_shown_without_their_credentials() {
         use crate::config::redact_url as redact;
         assert_eq!(redact("redis://u:p%40ss@h:6379/0"), "redis://***@h:6379/0");
@@ -1102,7 +1106,6 @@ mod tests {
         );
         let w = warnings(&text);
         let keys = [
-            "store.path",
             "store.redis_url",
             "store.redis_cluster",
             "store.key_prefix",
@@ -1133,15 +1136,14 @@ mod tests {
             );
             assert!(w.starts_with(&want), "{w} / {want}");
         }
-        assert!(w[0].contains("embedded store backend"), "{}", w[0]);
-        assert!(w[1].contains("store.backend = \"redis\""), "{}", w[1]);
-        assert!(w[5].contains("provider = \"local\""), "{}", w[5]);
-        assert!(w[9].contains("provider = \"oidc\""), "{}", w[9]);
-        assert!(w[14].contains("provider = \"form\""), "{}", w[14]);
+        assert!(w[0].contains("store.backend = \"redis\""), "{}", w[0]);
+        assert!(w[4].contains("provider = \"local\""), "{}", w[4]);
+        assert!(w[8].contains("provider = \"oidc\""), "{}", w[8]);
+        assert!(w[13].contains("provider = \"form\""), "{}", w[13]);
         assert!(
-            w[16].contains("only stripped from client requests"),
+            w[15].contains("only stripped from client requests"),
             "{}",
-            w[16]
+            w[15]
         );
     }
 

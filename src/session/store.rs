@@ -109,6 +109,10 @@ pub trait SessionStore: Send + Sync {
     ///
     /// [`create`]: SessionStore::create
     fn set_max_sessions(&self, max_sessions: usize);
+    /// Makes every change made so far durable: the last call at shutdown
+    /// (SPEC §2: SIGTERM flushes the store). A backend with nothing
+    /// pending returns at once.
+    fn flush(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 /// Sessions with their keys, as [`SessionStore::by_user`] and its kin answer.

@@ -124,28 +124,32 @@ impl MemoryStore {
 
     /// Evicts the `n` longest-idle anonymous sessions (fewer when there are
     /// not as many). Sessions with an identity are never evicted (SPEC §7.3).
-    fn evict(&self, n: usize) {
+    fn evict(&self, n: usize) -> Vec<SessionKey> {
         let mut shards = self.all_indexes();
+        let mut gone = Vec::with_capacity(n);
         for (i, key) in oldest_idle(shards.iter().map(|g| &**g), n) {
             if let Some((_, s)) = self.map.remove(&key) {
                 shards[i].remove(&key, &s);
+                gone.push(key);
             }
         }
-    }
-}
-
-impl SessionStore for MemoryStore {
-    async fn load(&self, key: &SessionKey) -> Result<Option<Arc<Session>>, StoreError> {
-        Ok(self.map.get(key).map(|s| Arc::clone(s.value())))
+        gone
     }
 
-    async fn create(&self, key: &SessionKey, session: &Arc<Session>) -> Result<(), StoreError> {
+    /// `create`, answering which sessions it evicted to make room (the
+    /// embedded store removes them from its file too).
+    pub fn create_evicting(
+        &self,
+        key: &SessionKey,
+        session: &Arc<Session>,
+    ) -> Result<Vec<SessionKey>, StoreError> {
         let _creating = lock(&self.creating);
         let max = self.max.load(Ordering::Relaxed);
         let held = self.map.len();
+        let mut evicted = Vec::new();
         if held >= max {
             // Down to one below the cap, however far a reload lowered it.
-            self.evict(held + 1 - max);
+            evicted = self.evict(held + 1 - max);
             // A delete may have freed room meanwhile: only full if still so.
             if self.map.len() >= max {
                 return Err(StoreError::Full);
@@ -156,7 +160,41 @@ impl SessionStore for MemoryStore {
             index.remove(key, &old);
         }
         index.insert(*key, session);
-        Ok(())
+        Ok(evicted)
+    }
+
+    /// `purge`, answering which sessions it removed.
+    pub fn purge_keys(&self, now: u64) -> Vec<SessionKey> {
+        let mut purged = Vec::new();
+        for shard in self.indexes.iter() {
+            loop {
+                let mut index = lock(shard);
+                let due = index.expired(now, PURGE_BATCH);
+                for entry @ (_, key) in &due {
+                    match self.map.remove(key) {
+                        Some((_, s)) => {
+                            index.remove(key, &s);
+                            purged.push(*key);
+                        }
+                        None => index.forget_expiry(entry),
+                    }
+                }
+                if due.len() < PURGE_BATCH {
+                    break;
+                }
+            }
+        }
+        purged
+    }
+}
+
+impl SessionStore for MemoryStore {
+    async fn load(&self, key: &SessionKey) -> Result<Option<Arc<Session>>, StoreError> {
+        Ok(self.map.get(key).map(|s| Arc::clone(s.value())))
+    }
+
+    async fn create(&self, key: &SessionKey, session: &Arc<Session>) -> Result<(), StoreError> {
+        self.create_evicting(key, session).map(drop)
     }
 
     async fn update(&self, key: &SessionKey, session: &Arc<Session>) -> Result<bool, StoreError> {
@@ -241,26 +279,7 @@ impl SessionStore for MemoryStore {
     }
 
     async fn purge(&self, now: u64) -> Result<usize, StoreError> {
-        let mut purged = 0;
-        for shard in self.indexes.iter() {
-            loop {
-                let mut index = lock(shard);
-                let due = index.expired(now, PURGE_BATCH);
-                for entry @ (_, key) in &due {
-                    match self.map.remove(key) {
-                        Some((_, s)) => {
-                            index.remove(key, &s);
-                            purged += 1;
-                        }
-                        None => index.forget_expiry(entry),
-                    }
-                }
-                if due.len() < PURGE_BATCH {
-                    break;
-                }
-            }
-        }
-        Ok(purged)
+        Ok(self.purge_keys(now).len())
     }
 
     async fn count(&self) -> Result<usize, StoreError> {
@@ -307,6 +326,11 @@ impl SessionStore for MemoryStore {
 
     fn set_max_sessions(&self, max_sessions: usize) {
         self.max.store(max_sessions, Ordering::Relaxed);
+    }
+
+    /// Nothing is kept anywhere else, so nothing is pending.
+    async fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
     }
 }
 

@@ -1,15 +1,18 @@
 //! Session storage backends. The contract they meet, [`SessionStore`], is
 //! the session layer's ([`crate::session::store`]): sessions say what they
 //! need of a store, and this module provides it. [`Store`] picks the
-//! configured backend (`memory`, or `redis`: replicas sharing one Redis),
-//! times every call, counts its errors and logs an outage once (`outage`).
-//! Keys are SHA-256 of session ids ([`SessionKey`]): a raw id never reaches
-//! a store.
+//! configured backend (`embedded`, `memory`, or `redis`: replicas sharing
+//! one Redis), times every call, counts its errors and logs an outage once
+//! (`outage`). Keys are SHA-256 of session ids ([`SessionKey`]): a raw id
+//! never reaches a store. [`EmbeddedStore`] keeps a [`MemoryStore`] as its
+//! hot set and writes through to a database file.
 
+mod embedded;
 mod memory;
 mod outage;
 mod redis;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::config::{Backend, Config};
@@ -17,31 +20,44 @@ use crate::session::{Session, SessionKey};
 
 pub use self::redis::{RedisOpenError, RedisOptions, RedisStore};
 pub use crate::session::store::{BoxError, Keyed, SessionStore, StoreError};
+pub use embedded::{DbError, EmbeddedStore};
 pub use memory::MemoryStore;
 
 /// The configured backend.
 #[derive(Debug)]
 pub enum Store {
     Memory(MemoryStore),
+    Embedded(EmbeddedStore),
     Redis(RedisStore),
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
-    #[error("store.backend = \"{0}\" is not available in this build yet; use \"memory\"")]
-    NotAvailable(&'static str),
+    /// The embedded store's database file cannot be opened or read.
+    #[error("session database {}: {source}", path.display())]
+    Embedded {
+        path: PathBuf,
+        #[source]
+        source: DbError,
+    },
     #[error(transparent)]
     Redis(#[from] RedisOpenError),
 }
 
 impl Store {
+    /// Opens the configured backend; the embedded one reads its whole file
+    /// first (blocking), so call this before serving.
     pub fn open(config: &Config) -> Result<Store, OpenError> {
+        let max = config.session.max_sessions;
         match config.store.backend {
-            Backend::Memory => Ok(Store::Memory(MemoryStore::new(config.session.max_sessions))),
-            Backend::Embedded => Err(OpenError::NotAvailable("embedded")),
+            Backend::Memory => Ok(Store::Memory(MemoryStore::new(max))),
+            Backend::Embedded => Ok(Store::Embedded(EmbeddedStore::open(
+                &config.store.path,
+                max,
+            )?)),
             Backend::Redis => Ok(Store::Redis(RedisStore::open(
                 &RedisOptions::from_config(&config.store),
-                config.session.max_sessions,
+                max,
             )?)),
         }
     }
@@ -53,6 +69,7 @@ macro_rules! dispatch {
         let started = std::time::Instant::now();
         let r = match $self {
             Store::Memory($s) => $e,
+            Store::Embedded($s) => $e,
             Store::Redis($s) => $e,
         };
         crate::metrics::get()
@@ -111,7 +128,21 @@ impl SessionStore for Store {
     fn set_max_sessions(&self, max_sessions: usize) {
         match self {
             Store::Memory(s) => s.set_max_sessions(max_sessions),
+            Store::Embedded(s) => s.set_max_sessions(max_sessions),
             Store::Redis(s) => s.set_max_sessions(max_sessions),
         }
+    }
+
+    /// Not timed: it runs once, at shutdown.
+    async fn flush(&self) -> Result<(), StoreError> {
+        let r = match self {
+            Store::Memory(s) => s.flush().await,
+            Store::Embedded(s) => s.flush().await,
+            Store::Redis(s) => s.flush().await,
+        };
+        if r.is_err() {
+            crate::metrics::get().store_errors.inc();
+        }
+        r
     }
 }

@@ -28,8 +28,9 @@ pub use client::*;
 pub use upstream::{read_request_path, Echo, Upstream};
 
 /// The text of a `proxy.toml`. Listeners are always on `127.0.0.1:0`, the
-/// admin API is off unless asked for and sessions live in memory, so tests
-/// never collide.
+/// admin API is off unless asked for and sessions live in memory (or, with
+/// [`embedded`](ProxyConfig::embedded), in the proxy's own directory), so
+/// tests never collide.
 #[derive(Clone, Default)]
 pub struct ProxyConfig {
     server: Vec<String>,
@@ -38,6 +39,7 @@ pub struct ProxyConfig {
     whole: Option<String>,
     admin: bool,
     env: Vec<(String, String)>,
+    /// The `[store]` lines; `backend = "memory"` when unset.
     store: Option<String>,
 }
 
@@ -90,6 +92,17 @@ impl ProxyConfig {
         self
     }
 
+    /// The embedded store, in `data/sessions.db` under the proxy's directory.
+    pub fn embedded(self) -> Self {
+        self.store_at("data/sessions.db")
+    }
+
+    /// The embedded store at `path` (relative to the proxy's directory).
+    pub fn store_at(mut self, path: &str) -> Self {
+        self.store = Some(format!("backend = \"embedded\"\npath = \"{path}\""));
+        self
+    }
+
     /// Any other TOML, appended after `[server]` and `[store]`.
     pub fn raw(mut self, text: &str) -> Self {
         self.rest.push_str(&format!("\n{text}\n"));
@@ -116,10 +129,10 @@ impl ProxyConfig {
             return whole.clone();
         }
         let admin = if self.admin { "127.0.0.1:0" } else { "" };
-        let store = self.store.as_deref().unwrap_or("backend = \"memory\"");
         format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"{admin}\"\n{}\n\n[store]\n{store}\n{}",
+            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"{admin}\"\n{}\n\n[store]\n{}\n{}",
             self.server.join("\n"),
+            self.store.as_deref().unwrap_or("backend = \"memory\""),
             self.rest
         )
     }
@@ -147,6 +160,8 @@ pub struct TestProxy {
     /// Set when the config asked for the admin listener ([`ProxyConfig::admin`]).
     pub admin_addr: Option<SocketAddr>,
     pub pid: u32,
+    /// The environment the process was started with (kept for restarts).
+    env: Vec<(String, String)>,
     child: Child,
     stdout: Arc<Mutex<Vec<String>>>,
     stderr: Arc<Mutex<String>>,
@@ -177,39 +192,7 @@ impl TestProxy {
             std::fs::write(path, contents).unwrap();
         }
         std::fs::write(dir.path().join("proxy.toml"), config.render()).unwrap();
-        let mut child = Command::new(bin())
-            .arg("--config")
-            .arg(dir.path().join("proxy.toml"))
-            .current_dir(dir.path())
-            .env("CLOAKROOM_LOG_FORMAT", "json")
-            .env("RUST_LOG", "info")
-            .envs(config.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdout = Arc::new(Mutex::new(Vec::new()));
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let (out, lines) = (child.stdout.take().unwrap(), stdout.clone());
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                lines.lock().unwrap().push(line);
-            }
-        });
-        let (mut err, text) = (child.stderr.take().unwrap(), stderr.clone());
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = err.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                text.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
+        let (child, stdout, stderr) = spawn_in(dir.path(), &config.env);
         let pid = child.id();
         let mut proxy = TestProxy {
             dir,
@@ -217,6 +200,7 @@ impl TestProxy {
             redirect_addr: None,
             admin_addr: None,
             pid,
+            env: config.env.clone(),
             child,
             stdout,
             stderr,
@@ -229,6 +213,29 @@ impl TestProxy {
             proxy.admin_addr = Some(proxy.listening("admin").await);
         }
         proxy
+    }
+
+    /// SIGKILL, and waits until the process is gone.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the binary again in the same directory (same config,
+    /// certificate, secret, environment and data), killing the running one
+    /// first if need be; the logs start afresh. The HTTPS listener, and the
+    /// admin listener when there was one, are awaited (their ports change).
+    pub async fn restart(&mut self) {
+        self.kill9();
+        let (child, stdout, stderr) = spawn_in(self.dir.path(), &self.env);
+        self.pid = child.id();
+        self.child = child;
+        self.stdout = stdout;
+        self.stderr = stderr;
+        self.https_addr = self.listening("https").await;
+        if self.admin_addr.is_some() {
+            self.admin_addr = Some(self.listening("admin").await);
+        }
     }
 
     async fn listening(&mut self, listener: &str) -> SocketAddr {
@@ -412,6 +419,47 @@ impl Drop for TestProxy {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+type Lines = Arc<Mutex<Vec<String>>>;
+
+/// Starts the binary on `dir/proxy.toml` with JSON logs, collecting its
+/// stdout lines and stderr text.
+fn spawn_in(dir: &Path, env: &[(String, String)]) -> (Child, Lines, Arc<Mutex<String>>) {
+    let mut child = Command::new(bin())
+        .arg("--config")
+        .arg(dir.join("proxy.toml"))
+        .current_dir(dir)
+        .env("CLOAKROOM_LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = Arc::new(Mutex::new(Vec::new()));
+    let stderr = Arc::new(Mutex::new(String::new()));
+    let (out, lines) = (child.stdout.take().unwrap(), stdout.clone());
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            lines.lock().unwrap().push(line);
+        }
+    });
+    let (mut err, text) = (child.stderr.take().unwrap(), stderr.clone());
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = err.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            text.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    (child, stdout, stderr)
 }
 
 /// Runs `cloakroom ARGS…` to completion (bounded by 30 s).

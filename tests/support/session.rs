@@ -196,6 +196,16 @@ impl Browser {
         }
     }
 
+    /// Keeps the cookies and talks to `proxy` from now on (a restarted
+    /// proxy listens on a new port).
+    pub fn follow(&mut self, proxy: &TestProxy) {
+        let cookies = std::mem::take(&mut self.cookies);
+        *self = Browser {
+            cookies,
+            ..Browser::new(proxy)
+        };
+    }
+
     pub fn origin(&self) -> String {
         format!("https://{}", self.host)
     }
