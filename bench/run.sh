@@ -50,8 +50,6 @@
 #   BENCH_PROXY_CPU [0]  BENCH_LOAD_CPU [1]  CPUs for the proxies / the load generator
 #   BENCH_UPSTREAM_CPU [= BENCH_LOAD_CPU]    CPU for the upstream nginx
 #   BENCH_SCENARIOS ["h1 h2 conn-resumed conn-full"]
-#   BENCH_STORE    [memory] cloakroom's store.backend: memory or embedded
-#                        (the durable store, its file under bench/out/cloakroom/data/)
 #   BENCH_ACCESS_LOG [0] 1: leave cloakroom's access log on (RUST_LOG=info,
 #                        JSON lines to a file) to measure what it costs
 #   BENCH_WAIT_QUIET [0] >0: before measuring, poll /proc/loadavg every 30 s for up
@@ -60,6 +58,11 @@
 #                        everything); runs anyway when it never gets there
 #   BENCH_TOKIO_WORKERS [1]  TOKIO_WORKER_THREADS for cloakroom; empty: unset
 #                        (tokio then starts one worker per CPU it sees)
+#   BENCH_STORE [memory] cloakroom's store.backend: memory; embedded (the
+#                        durable store, its file under bench/out/cloakroom/data/);
+#                        redis: sessions in a redis-server (no persistence) started
+#                        here, pinned with the upstream; its CPU is not in
+#                        cloakroom's CPU per request
 #   BENCH_CLOAKROOM_ENV  extra NAME=VALUE words for cloakroom's environment, for
 #                        experiments (e.g. LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2)
 #   BENCH_BUILD [1]      0: skip `cargo build --release` of cloakroom and of
@@ -87,6 +90,7 @@ ACCESS_LOG=${BENCH_ACCESS_LOG:-0}
 STORE=${BENCH_STORE:-memory}
 TOKIO_WORKERS=${BENCH_TOKIO_WORKERS-1}
 BIN=${CLOAKROOM_BIN:-$ROOT/target/release/cloakroom}
+RD_PORT=
 CLK_TCK=$(getconf CLK_TCK)
 
 log() { printf '== %s\n' "$*" >&2; }
@@ -100,6 +104,10 @@ install_tools() {
   command -v h2load >/dev/null || need+=(nghttp2-client)
   command -v taskset >/dev/null || need+=(util-linux)
   command -v curl >/dev/null || need+=(curl)
+  if [[ $STORE == redis ]]; then
+    command -v redis-server >/dev/null || need+=(redis-server)
+    command -v redis-cli >/dev/null || need+=(redis-tools)
+  fi
   ((${#need[@]} == 0)) && return 0
   [[ ${BENCH_INSTALL:-1} == 1 ]] || die "missing: ${need[*]} (BENCH_INSTALL=0)"
   log "installing ${need[*]}"
@@ -307,7 +315,11 @@ key = "certs/key.pem"
 self_signed_if_missing = true
 
 [store]
-backend = "$STORE"
+$(if [[ $STORE == redis ]]; then
+  printf 'backend = "redis"\nredis_url = "redis://127.0.0.1:%s/0"\nkey_prefix = "bench:"\n' "$RD_PORT"
+else
+  echo "backend = \"$STORE\""
+fi)
 
 [[route]]
 path_prefix = "/"
@@ -447,6 +459,19 @@ fi
 UP_PORT=$(free_port "${BENCH_PORT_BASE:-18080}")
 CR_PORT=$(free_port $((UP_PORT + 1)))
 NG_PORT=$(free_port $((CR_PORT + 1)))
+if [[ $STORE == redis ]]; then
+  RD_PORT=$(free_port $((NG_PORT + 1)))
+  taskset -c "$UPSTREAM_CPU" redis-server --port "$RD_PORT" --bind 127.0.0.1 --save '' --appendonly no \
+    >"$OUT/logs/redis.out" 2>&1 &
+  PIDS+=("$!")
+  for ((i = 0; i < 100; i++)); do
+    [[ $(redis-cli -p "$RD_PORT" ping 2>/dev/null) == PONG ]] && break
+    sleep 0.05
+  done
+  [[ $(redis-cli -p "$RD_PORT" ping 2>/dev/null) == PONG ]] || die "redis-server did not start"
+  log "redis-server on $RD_PORT, CPU $UPSTREAM_CPU"
+fi
+[[ $STORE == memory || $STORE == embedded || $STORE == redis ]] || die "BENCH_STORE is memory, embedded or redis"
 write_cloakroom_conf "$CR_PORT" "$UP_PORT"
 START_LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
 log "load average at start: $START_LOAD"
@@ -510,7 +535,7 @@ log "load average at end: $END_LOAD"
   echo
   echo "$ROUNDS rounds × ${DURATION}s per proxy and scenario, interleaved; $CONNS connections" \
     "(h2: × $STREAMS streams); proxies pinned to CPU $PROXY_CPU, load generator to CPU $LOAD_CPU, upstream to CPU $UPSTREAM_CPU;" \
-    "cloakroom with TOKIO_WORKER_THREADS=${TOKIO_WORKERS:-(unset)}${BENCH_CLOAKROOM_ENV:+, $BENCH_CLOAKROOM_ENV} and RUST_LOG=$([[ $ACCESS_LOG == 1 ]] && echo 'info (access log on)' || echo 'warn (no access log)');" \
+    "cloakroom with store.backend = $STORE$([[ $STORE == redis ]] && echo " (redis-server on CPU $UPSTREAM_CPU)"), TOKIO_WORKER_THREADS=${TOKIO_WORKERS:-(unset)}${BENCH_CLOAKROOM_ENV:+, $BENCH_CLOAKROOM_ENV} and RUST_LOG=$([[ $ACCESS_LOG == 1 ]] && echo 'info (access log on)' || echo 'warn (no access log)');" \
     "load average at start $START_LOAD, at end $END_LOAD."
   echo
   echo "| scenario | proxy | req/s (median) | req/s per round | p99 ms (median) | CPU µs/req (median) | req/s per proxy core-second | proxy CPU use | load CPU use | other work on proxy CPU (max) | peak RSS MiB | errors | req/s cloakroom/nginx | CPU/req cloakroom/nginx | req/s ratio, paired | CPU/req ratio, paired |"

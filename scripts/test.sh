@@ -25,6 +25,13 @@ if [ ! -x /usr/bin/chromium ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 fi
+# The redis store's tests (tests/store_conformance.rs, tests/redis_store.rs)
+# start real redis-server processes and a 3-node Cluster on loopback.
+if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
+  echo "== installing redis-server and redis-tools"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools
+fi
 if [ ! -d tests/browser/node_modules ]; then
   echo "== installing playwright-core into tests/browser"
   npm ci --prefix tests/browser --no-audit --no-fund

@@ -19,6 +19,9 @@ pub struct Metrics {
     /// `store_duration` per operation, resolved once (no label hashing per call).
     pub store_ops: StoreOps,
     pub store_errors: IntCounter,
+    /// 1 while the session store answers, 0 from its first failed call
+    /// until one succeeds (set by `store::outage`).
+    pub store_up: IntGauge,
     pub tls_handshakes: IntCounterVec,
     pub jar_rejected: IntCounterVec,
 }
@@ -141,6 +144,14 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     .expect("valid metric definition");
     r.register(Box::new(store_errors.clone()))
         .expect("metric names are unique");
+    let store_up = IntGauge::new(
+        "cloakroom_store_up",
+        "1 while the session store answers, 0 while it cannot be reached.",
+    )
+    .expect("valid metric definition");
+    store_up.set(1);
+    r.register(Box::new(store_up.clone()))
+        .expect("metric names are unique");
     let store_duration = histogram_vec(
         &r,
         "cloakroom_store_operation_duration_seconds",
@@ -174,6 +185,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         store_ops: StoreOps::new(&store_duration),
         store_duration,
         store_errors,
+        store_up,
         tls_handshakes: counter_vec(
             &r,
             "cloakroom_tls_handshakes_total",

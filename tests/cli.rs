@@ -50,14 +50,21 @@ fn s3_check_refuses_an_auth_provider_this_build_lacks() {
 #[test]
 fn s3_check_warns_about_a_key_with_no_effect_yet_and_exits_0() {
     let dir = tempfile::tempdir().unwrap();
-    let text = format!("[store]\nbackend = \"memory\"\nkey_prefix = \"app:\"\n{ROUTE}");
+    let text = format!(
+        "[store]\nbackend = \"memory\"\nkey_prefix = \"app:\"\n[auth]\nusers_file = \"u.toml\"\n{ROUTE}"
+    );
     std::fs::write(dir.path().join("store.toml"), text).unwrap();
     let (code, stderr) = check(dir.path(), "store.toml");
     assert_eq!(code, 0, "{stderr}");
     let lines: Vec<&str> = stderr.lines().collect();
-    assert_eq!(lines.len(), 1, "{stderr}");
+    assert_eq!(lines.len(), 2, "{stderr}");
+    // A key of a backend not chosen, and one of a feature not built yet.
     assert!(
-        lines[0].starts_with("warning: store.toml:3: store.key_prefix: has no effect yet"),
+        lines[0].starts_with("warning: store.toml:3: store.key_prefix: has no effect: it is read only with store.backend = \"redis\""),
+        "{stderr}"
+    );
+    assert!(
+        lines[1].starts_with("warning: store.toml:5: auth.users_file: has no effect yet"),
         "{stderr}"
     );
 }

@@ -130,7 +130,21 @@ pub enum Backend {
     Memory,
 }
 
-#[derive(Debug, Clone)]
+/// `url` with any user and password replaced by `***`: how a Redis URL is
+/// shown in errors and logs, which never carry its credentials.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "(not a URL)".into();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
+        None => url.to_string(),
+    }
+}
+
+/// `[store]`. Its `Debug` shows the Redis URLs redacted.
+#[derive(Clone)]
 pub struct Store {
     pub backend: Backend,
     pub path: PathBuf,
@@ -138,6 +152,29 @@ pub struct Store {
     pub redis_cluster: Vec<String>,
     pub key_prefix: String,
     pub redis_password_env: String,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Destructured: a new field must be added here to compile.
+        let Store {
+            backend,
+            path,
+            redis_url,
+            redis_cluster,
+            key_prefix,
+            redis_password_env,
+        } = self;
+        let cluster: Vec<String> = redis_cluster.iter().map(|u| redact_url(u)).collect();
+        f.debug_struct("Store")
+            .field("backend", backend)
+            .field("path", path)
+            .field("redis_url", &redact_url(redis_url))
+            .field("redis_cluster", &cluster)
+            .field("key_prefix", key_prefix)
+            .field("redis_password_env", redis_password_env)
+            .finish()
+    }
 }
 
 /// `auth.login_paths` by default: the login pages of the common frameworks

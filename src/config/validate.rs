@@ -71,6 +71,14 @@ impl Ctx<'_> {
         }
     }
 
+    /// A `[store]` key read only by the redis backend, set with another.
+    fn redis_only<T>(&mut self, key: &str, v: &S<T>) {
+        if let Some(v) = v {
+            let msg = "has no effect: it is read only with store.backend = \"redis\"";
+            self.errs.warn(at(v), key, msg.to_string());
+        }
+    }
+
     fn string(&mut self, v: S<String>, default: &str) -> String {
         v.map(Spanned::into_inner)
             .unwrap_or_else(|| default.to_string())
@@ -466,9 +474,6 @@ impl Ctx<'_> {
     }
 
     fn store(&mut self, r: raw::RawStore) -> Store {
-        // Until the redis backend lands it is refused here rather than
-        // failing at start.
-        let backend_at = r.backend.as_ref().and_then(at);
         let backend = self.choice(
             "store.backend",
             r.backend,
@@ -479,18 +484,17 @@ impl Ctx<'_> {
                 ("memory", Backend::Memory),
             ],
         );
-        if backend == Backend::Redis {
-            self.err(
-                backend_at,
-                "store.backend",
-                "\"redis\" is not built yet; this build supports \"embedded\" and \"memory\"",
-            );
+        if backend != Backend::Redis {
+            self.redis_only("store.redis_url", &r.redis_url);
+            self.redis_only("store.redis_cluster", &r.redis_cluster);
+            self.redis_only("store.key_prefix", &r.key_prefix);
+            self.redis_only("store.redis_password_env", &r.redis_password_env);
         }
-        let redis = "the redis store backend";
-        self.not_built("store.redis_url", &r.redis_url, redis);
-        self.not_built("store.redis_cluster", &r.redis_cluster, redis);
-        self.not_built("store.key_prefix", &r.key_prefix, redis);
-        self.not_built("store.redis_password_env", &r.redis_password_env, redis);
+        if let Some(p) = &r.key_prefix {
+            if p.get_ref().contains(['{', '}']) {
+                self.err(at(p), "store.key_prefix", format!("{:?} holds a brace; cloakroom adds its own Redis Cluster hash tag after the prefix, so use letters, digits and ':' (e.g. \"cloakroom:\")", p.get_ref()));
+            }
+        }
         let mut cluster = Vec::new();
         for u in self.list(r.redis_cluster) {
             if is_redis_url(u.get_ref()) {
@@ -501,7 +505,7 @@ impl Ctx<'_> {
                     "store.redis_cluster",
                     format!(
                         "{:?} is not a Redis URL; expected redis://host:port or rediss://host:port",
-                        u.get_ref()
+                        redact_url(u.get_ref())
                     ),
                 );
             }
@@ -513,7 +517,8 @@ impl Ctx<'_> {
                 url_at,
                 "store.redis_url",
                 format!(
-                    "{redis_url:?} is not a Redis URL; expected redis://host:port/db or rediss://…"
+                    "{:?} is not a Redis URL; expected redis://host:port/db or rediss://…",
+                    redact_url(&redis_url)
                 ),
             );
         }
@@ -1031,7 +1036,7 @@ mod tests {
     }
 
     #[test]
-    fn s3_store_backend_defaults_to_embedded_and_redis_is_not_built_yet() {
+    fn s3_store_backend_defaults_to_embedded() {
         let c = Config::parse(Path::new("/x/proxy.toml"), ROUTE).unwrap();
         assert_eq!(c.store.backend, Backend::Embedded);
         assert_eq!(c.store.path, Path::new("/x/data/sessions.db"));
@@ -1043,10 +1048,46 @@ mod tests {
         .unwrap();
         assert_eq!(c.store.path, Path::new("/x/s.db"));
         assert!(c.warnings.is_empty(), "store.path is read now");
-        let e = errors(&format!("[store]\nbackend = \"redis\"\n{ROUTE}"));
-        assert_eq!(e.len(), 1, "{e:?}");
+    }
+
+    #[test]
+    fn redis_urls_are_shown_without_their_credentials() {
+        use crate::config::redact_url as redact;
+        assert_eq!(redact("redis://u:p%40ss@h:6379/0"), "redis://***@h:6379/0");
+        assert_eq!(redact("rediss://:secret@h"), "rediss://***@h");
+        assert_eq!(redact("redis://h:6379/0?x=a@b"), "redis://h:6379/0?x=a@b");
+        assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        assert_eq!(redact("secret"), "(not a URL)");
+        let e = errors(&format!(
+            "[store]\nbackend = \"redis\"\nredis_url = \"http://u:hunter2@r\"\n\
+             redis_cluster = [\"tcp://:hunter2@c\"]\n{ROUTE}"
+        ));
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(e.iter().all(|e| !e.contains("hunter2")), "{e:?}");
+        let text =
+            format!("[store]\nbackend = \"redis\"\nredis_url = \"redis://u:hunter2@r\"\n{ROUTE}");
+        let c = Config::parse(Path::new("/x/proxy.toml"), &text).unwrap();
+        let shown = format!("{:?}", c.store);
         assert!(
-            e[0].contains(":2: store.backend: ") && e[0].contains("\"embedded\" and \"memory\""),
+            !shown.contains("hunter2") && shown.contains("***@r"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn s3_store_redis_is_accepted_and_its_keys_read() {
+        let text = format!(
+            "[store]\nbackend = \"redis\"\nredis_url = \"rediss://r:6380/2\"\n\
+             redis_cluster = [\"redis://a:7000\", \"redis://b:7001\"]\n\
+             key_prefix = \"app1:\"\nredis_password_env = \"P\"\n{ROUTE}"
+        );
+        assert!(errors(&text).is_empty(), "{:?}", errors(&text));
+        assert!(warnings(&text).is_empty(), "{:?}", warnings(&text));
+        let e = errors(&format!(
+            "[store]\nbackend = \"redis\"\nkey_prefix = \"a{{b}}:\"\n{ROUTE}"
+        ));
+        assert!(
+            e[0].contains("store.key_prefix") && e[0].contains("hash tag"),
             "{e:?}"
         );
     }
@@ -1087,13 +1128,15 @@ mod tests {
             let line = text
                 .lines()
                 .position(|l| l.starts_with(key.split('.').nth(1).unwrap()));
+            let redis_key = key.starts_with("store.redis") || key == "store.key_prefix";
+            let yet = if redis_key { "" } else { " yet" };
             let want = format!(
-                "/x/proxy.toml:{}: {key}: has no effect yet: ",
+                "/x/proxy.toml:{}: {key}: has no effect{yet}: ",
                 line.unwrap() + 1
             );
             assert!(w.starts_with(&want), "{w} / {want}");
         }
-        assert!(w[0].contains("redis store backend"), "{}", w[0]);
+        assert!(w[0].contains("store.backend = \"redis\""), "{}", w[0]);
         assert!(w[4].contains("provider = \"local\""), "{}", w[4]);
         assert!(w[8].contains("provider = \"oidc\""), "{}", w[8]);
         assert!(w[13].contains("provider = \"form\""), "{}", w[13]);

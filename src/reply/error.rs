@@ -55,7 +55,8 @@ impl ProxyError {
     }
 
     /// The client's response. Logs upstream failures (the only errors an
-    /// operator acts on) with their cause; client mistakes at debug.
+    /// operator acts on) with their cause; client mistakes and store
+    /// outages (logged once by the store) at debug.
     pub fn respond(&self, route: Option<&str>) -> Response<ProxyBody> {
         let status = self.status();
         match self {
@@ -65,8 +66,10 @@ impl ProxyError {
             ProxyError::Store(e @ StoreError::Full) => {
                 tracing::warn!(route, error = %e, "session refused")
             }
+            // The store logs an outage once, when it begins and when it
+            // ends (`store::outage`); the requests meeting it are counted.
             ProxyError::Store(e) => {
-                tracing::warn!(route, error = %e, cause = ?std::error::Error::source(e), "session store error")
+                tracing::debug!(route, error = %e, cause = ?std::error::Error::source(e), "session store error")
             }
             other => tracing::debug!(route, error = %other, "request refused"),
         }

@@ -247,13 +247,23 @@ impl<S: SessionStore + 'static> Manager<S> {
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // Logged once per run of failures, not every tick of an outage.
+            let mut failing = false;
             loop {
                 tick.tick().await;
                 let Some(m) = this.upgrade() else { return };
                 match m.store.purge(now_ms()).await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::debug!(purged = n, "purged ended sessions"),
-                    Err(e) => tracing::warn!(error = %e, "session purge failed"),
+                    Ok(n) => {
+                        failing = false;
+                        if n > 0 {
+                            tracing::debug!(purged = n, "purged ended sessions");
+                        }
+                    }
+                    Err(e) if !failing => {
+                        failing = true;
+                        tracing::warn!(error = %e, "session purge failed");
+                    }
+                    Err(_) => {}
                 }
                 // Reconciles evictions and expiries the counters did not see.
                 if let Ok(n) = m.store.count().await {

@@ -1,13 +1,16 @@
 //! Session storage backends. The contract they meet, [`SessionStore`], is
 //! the session layer's ([`crate::session::store`]): sessions say what they
 //! need of a store, and this module provides it. [`Store`] picks the
-//! configured backend, times every call and counts its errors. Keys are
-//! SHA-256 of session ids ([`SessionKey`]): a raw id never reaches a store.
-//! [`EmbeddedStore`] keeps a [`MemoryStore`] as its hot set and writes
-//! through to a database file.
+//! configured backend (`embedded`, `memory`, or `redis`: replicas sharing
+//! one Redis), times every call, counts its errors and logs an outage once
+//! (`outage`). Keys are SHA-256 of session ids ([`SessionKey`]): a raw id
+//! never reaches a store. [`EmbeddedStore`] keeps a [`MemoryStore`] as its
+//! hot set and writes through to a database file.
 
 mod embedded;
 mod memory;
+mod outage;
+mod redis;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,6 +18,7 @@ use std::sync::Arc;
 use crate::config::{Backend, Config};
 use crate::session::{Session, SessionKey};
 
+pub use self::redis::{RedisOpenError, RedisOptions, RedisStore};
 pub use crate::session::store::{BoxError, Keyed, SessionStore, StoreError};
 pub use embedded::{DbError, EmbeddedStore};
 pub use memory::MemoryStore;
@@ -24,12 +28,11 @@ pub use memory::MemoryStore;
 pub enum Store {
     Memory(MemoryStore),
     Embedded(EmbeddedStore),
+    Redis(RedisStore),
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
-    #[error("store.backend = \"{0}\" is not available in this build yet; use \"embedded\" or \"memory\"")]
-    NotAvailable(&'static str),
     /// The embedded store's database file cannot be opened or read.
     #[error("session database {}: {source}", path.display())]
     Embedded {
@@ -37,6 +40,8 @@ pub enum OpenError {
         #[source]
         source: DbError,
     },
+    #[error(transparent)]
+    Redis(#[from] RedisOpenError),
 }
 
 impl Store {
@@ -50,7 +55,10 @@ impl Store {
                 &config.store.path,
                 max,
             )?)),
-            Backend::Redis => Err(OpenError::NotAvailable("redis")),
+            Backend::Redis => Ok(Store::Redis(RedisStore::open(
+                &RedisOptions::from_config(&config.store),
+                max,
+            )?)),
         }
     }
 }
@@ -62,12 +70,13 @@ macro_rules! dispatch {
         let r = match $self {
             Store::Memory($s) => $e,
             Store::Embedded($s) => $e,
+            Store::Redis($s) => $e,
         };
-        let m = crate::metrics::get();
-        m.store_ops.$op.observe(started.elapsed().as_secs_f64());
-        if matches!(r, Err(StoreError::Unavailable { .. })) {
-            m.store_errors.inc();
-        }
+        crate::metrics::get()
+            .store_ops
+            .$op
+            .observe(started.elapsed().as_secs_f64());
+        outage::observe(stringify!($op), &r);
         r
     }};
 }
@@ -120,6 +129,7 @@ impl SessionStore for Store {
         match self {
             Store::Memory(s) => s.set_max_sessions(max_sessions),
             Store::Embedded(s) => s.set_max_sessions(max_sessions),
+            Store::Redis(s) => s.set_max_sessions(max_sessions),
         }
     }
 
@@ -128,6 +138,7 @@ impl SessionStore for Store {
         let r = match self {
             Store::Memory(s) => s.flush().await,
             Store::Embedded(s) => s.flush().await,
+            Store::Redis(s) => s.flush().await,
         };
         if r.is_err() {
             crate::metrics::get().store_errors.inc();

@@ -8,6 +8,8 @@ pub mod client;
 pub mod flask;
 pub mod node;
 pub mod realapp;
+pub mod redis;
+pub mod replicas;
 pub mod session;
 pub mod upstream;
 
@@ -62,6 +64,19 @@ impl ProxyConfig {
     pub fn env(mut self, name: &str, value: &str) -> Self {
         self.env.push((name.to_string(), value.to_string()));
         self
+    }
+
+    /// The `[store]` lines instead of `backend = "memory"`.
+    pub fn store(mut self, lines: &str) -> Self {
+        self.store = Some(lines.to_string());
+        self
+    }
+
+    /// `[store] backend = "redis"` at `url` under `key_prefix`.
+    pub fn redis(self, url: &str, key_prefix: &str) -> Self {
+        self.store(&format!(
+            "backend = \"redis\"\nredis_url = \"{url}\"\nkey_prefix = \"{key_prefix}\""
+        ))
     }
 
     /// Adds the plain-HTTP redirect listener.
