@@ -326,3 +326,72 @@ async fn s7_5_the_readmes_two_replicas_share_a_login() {
     assert_eq!(json(&r)["user"], "alice", "{}", r.text());
     assert_eq!(user_on(&mut on_b).await.as_deref(), Some("alice"));
 }
+
+/// SPEC §7.1, §7.2 and §7.5: the session's clock lives in Redis, so activity
+/// through one replica keeps a session alive on the other, idleness on both
+/// ends it for both, and the absolute timeout ends it on both however busy
+/// it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s7_5_idle_and_absolute_timeouts_hold_across_replicas() {
+    let redis = RedisServer::start();
+    let app = App::start("app").await;
+    let store = redis_store(&redis, "timeouts:");
+    let replica = || {
+        config(
+            &app,
+            "idle_timeout = \"2s\"\ntouch_interval = \"500ms\"\nabsolute_timeout = \"8s\"",
+            "provider = \"upstream\"",
+            "auth = \"required\"\npublic_paths = [\"/login\"]",
+        )
+        .store(&store)
+        .env("CLOAKROOM_SECRET", SECRET)
+    };
+    let (a, b) = (
+        TestProxy::start(&replica()).await,
+        TestProxy::start(&replica()).await,
+    );
+    let start = Instant::now();
+    let secs = Duration::from_secs_f64;
+    let mut idle_a = login(&a, "idle", &[]).await;
+    let mut idle_b = through(&idle_a, &b);
+    let mut busy_a = login(&a, "busy", &[]).await;
+    let mut busy_b = through(&busy_a, &b);
+    let named = |u: &str| Some(u.to_string());
+    // `idle` is used through B only, past A's own view of its idle timeout.
+    for t in [0.8, 1.6, 2.4] {
+        at(start, secs(t)).await;
+        assert_eq!(
+            user_on(&mut idle_b).await,
+            named("idle"),
+            "idle via B at {t} s"
+        );
+        assert_eq!(
+            user_on(&mut busy_b).await,
+            named("busy"),
+            "busy via B at {t} s"
+        );
+    }
+    at(start, secs(3.2)).await;
+    assert_eq!(
+        user_on(&mut idle_a).await,
+        named("idle"),
+        "B's activity counts on A"
+    );
+    assert_eq!(user_on(&mut busy_a).await, named("busy"));
+    // Then nobody uses `idle` for more than idle_timeout; `busy` stays busy.
+    for t in [4.0, 4.8, 5.6, 6.4, 7.2] {
+        at(start, secs(t)).await;
+        let b = if t == 4.8 || t == 6.4 {
+            &mut busy_b
+        } else {
+            &mut busy_a
+        };
+        assert_eq!(user_on(b).await, named("busy"), "busy at {t} s");
+    }
+    assert_eq!(user_on(&mut idle_b).await, None, "idle ended on B");
+    assert_eq!(user_on(&mut idle_a).await, None, "idle ended on A");
+    // `busy` reaches absolute_timeout (8 s from its login) on both.
+    at(start, secs(8.6)).await;
+    assert_eq!(user_on(&mut busy_b).await, None, "absolute timeout on B");
+    assert_eq!(user_on(&mut busy_a).await, None, "absolute timeout on A");
+}
