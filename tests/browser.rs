@@ -15,10 +15,10 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use support::flask::{python, require_modules, Flask};
+use support::node::{run_node, NodeRun};
 use support::{ProxyConfig, TestProxy};
 
 const SESSION_COOKIE: &str = "__Host-cloakroom";
@@ -127,72 +127,12 @@ impl Drop for TweakedFlask {
     }
 }
 
-/// What `login.mjs` printed, and how it exited.
-struct Run {
-    code: Option<i32>,
-    report: Value,
-    stderr: String,
+/// Runs `node tests/browser/login.mjs ORIGIN` (blocking).
+fn run_browser(origin: &str) -> NodeRun {
+    run_node("login.mjs", &[origin], &[], BROWSER_TIMEOUT)
 }
 
-impl Run {
-    fn failures(&self) -> Vec<&str> {
-        self.report["failures"]
-            .as_array()
-            .map(|a| a.iter().filter_map(Value::as_str).collect())
-            .unwrap_or_default()
-    }
-}
-
-/// Runs `node tests/browser/login.mjs ORIGIN` in its own process group so a
-/// timeout takes Chromium down with it.
-fn run_browser(origin: &str) -> Run {
-    use std::os::unix::process::CommandExt;
-    assert!(
-        root().join("tests/browser/node_modules/playwright-core").exists(),
-        "playwright-core is not installed: run `npm ci --prefix tests/browser` (scripts/test.sh does)"
-    );
-    let child = Command::new("node")
-        .arg(root().join("tests/browser/login.mjs"))
-        .arg(origin)
-        .current_dir(root())
-        .process_group(0)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run node: {e}"));
-    let pid = child.id();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || tx.send(child.wait_with_output()));
-    let out = match rx.recv_timeout(BROWSER_TIMEOUT) {
-        Ok(out) => out.unwrap(),
-        Err(_) => {
-            let _ = Command::new("kill")
-                .args(["-KILL", "--", &format!("-{pid}")])
-                .status();
-            panic!("the browser run did not finish within {BROWSER_TIMEOUT:?}");
-        }
-    };
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let report = stdout
-        .lines()
-        .rev()
-        .find_map(|l| serde_json::from_str(l).ok())
-        .unwrap_or_else(|| {
-            panic!(
-                "login.mjs printed no JSON report (exit {:?}); stdout: {stdout}; stderr: {stderr}",
-                out.status.code()
-            )
-        });
-    Run {
-        code: out.status.code(),
-        report,
-        stderr,
-    }
-}
-
-async fn browse(upstream: &str, route_extra: &str) -> Run {
+async fn browse(upstream: &str, route_extra: &str) -> NodeRun {
     let proxy = TestProxy::start(&ProxyConfig::new().route(upstream, route_extra)).await;
     let origin = proxy.origin();
     let _one = BROWSER.lock().await;
