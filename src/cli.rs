@@ -37,6 +37,16 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// Print the man page, cloakroom.1 (roff).
+    Man,
+    /// Print docs/configuration.md, or with --schema docs/proxy.schema.json,
+    /// generated from the key table in src/config/reference.rs.
+    #[command(hide = true)]
+    ConfigReference {
+        /// The JSON Schema instead of the Markdown reference.
+        #[arg(long)]
+        schema: bool,
+    },
 }
 
 /// Exit status of `check` for an invalid configuration.
@@ -116,4 +126,78 @@ pub fn completions(shell: clap_complete::Shell) {
     let mut cmd = Cli::command();
     clap_complete::generate(shell, &mut cmd, "cloakroom", &mut std::io::stdout());
     let _ = std::io::stdout().flush();
+}
+
+/// `cloakroom man`: one page, `cloakroom.1`, generated from the CLI
+/// definition; each visible subcommand is a paragraph of COMMANDS rather
+/// than a `cloakroom-NAME(1)` page of its own, so nothing it names is
+/// missing.
+pub fn man(out: &mut dyn Write) -> std::io::Result<()> {
+    let mut page = Vec::new();
+    man_sections(&mut page)?;
+    // Each clap_mangen section repeats the same two-line preamble; once is enough.
+    let page = String::from_utf8_lossy(&page);
+    let (head, rest) = page.split_at(page.find(".TH").unwrap_or(0));
+    out.write_all(head.as_bytes())?;
+    out.write_all(rest.replace(head, "").as_bytes())
+}
+
+fn man_sections(out: &mut Vec<u8>) -> std::io::Result<()> {
+    let cmd = Cli::command();
+    let page = clap_mangen::Man::new(cmd.clone());
+    page.render_title(out)?;
+    page.render_name_section(out)?;
+    page.render_synopsis_section(out)?;
+    page.render_description_section(out)?;
+    page.render_options_section(out)?;
+    writeln!(out, ".SH COMMANDS")?;
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        if sub.get_name() == "help" {
+            continue;
+        }
+        let args: String = sub
+            .get_positionals()
+            .map(|a| format!(" \\fI{}\\fR", a.get_id().as_str().to_uppercase()))
+            .collect();
+        let about = sub.get_about().map(|a| a.to_string()).unwrap_or_default();
+        writeln!(
+            out,
+            ".TP\n\\fBcloakroom {}\\fR{args}\n{}",
+            roff(sub.get_name()),
+            roff(&about)
+        )?;
+    }
+    writeln!(out, ".SH SIGNALS\n{}", roff(SIGNALS))?;
+    writeln!(out, ".SH FILES\n.TP\n\\fI./proxy.toml\\fR\n{}", roff(FILES))?;
+    page.render_version_section(out)
+}
+
+const SIGNALS: &str = "SIGHUP reloads the configuration and certificates (an invalid new \
+configuration is logged and the running one kept; keys read at start, such as the \
+listen addresses, apply at the next restart and a reload that changes one warns). \
+SIGTERM and SIGINT stop accepting, drain in-flight requests for up to \
+server.shutdown_grace, flush the session store and exit 0.";
+
+const FILES: &str = "The default configuration file; --config names another. Every key \
+is described in docs/configuration.md, and docs/proxy.schema.json is its JSON Schema \
+for editors.";
+
+/// Text as a roff paragraph: backslashes and hyphens escaped, no line
+/// starting with a control character.
+fn roff(text: &str) -> String {
+    let escaped = text.replace('\\', "\\e").replace('-', "\\-");
+    if escaped.starts_with(['.', '\'']) {
+        format!("\\&{escaped}")
+    } else {
+        escaped
+    }
+}
+
+/// `cloakroom config-reference [--schema]`.
+pub fn config_reference(schema: bool) -> String {
+    if schema {
+        crate::config::reference::json_schema()
+    } else {
+        crate::config::reference::markdown()
+    }
 }

@@ -25,6 +25,17 @@ fn main() {
             cli::completions(shell);
             0
         }
+        Some(Command::Man) => match cli::man(&mut std::io::stdout()) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("cannot write the man page: {e}");
+                1
+            }
+        },
+        Some(Command::ConfigReference { schema }) => {
+            print!("{}", cli::config_reference(schema));
+            0
+        }
         None => run(&config),
     };
     std::process::exit(code);

@@ -1,5 +1,6 @@
 //! The command line (SPEC §2): `check` (errors, and warnings for keys whose
-//! feature is not built), `gen-secret`, `completions`, and the first-run
+//! feature is not built; a `#:schema` directive is a comment), `gen-secret`,
+//! `completions`, `man`, the hidden `config-reference`, and the first-run
 //! self-signed certificate with its renewal at start and reload.
 
 mod support;
@@ -161,6 +162,71 @@ fn s2_completions_are_generated_for_each_shell() {
             "{shell}"
         );
     }
+}
+
+#[test]
+fn s2_man_prints_one_page_naming_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_cli(&["man"], dir.path());
+    assert!(out.status.success());
+    let page = String::from_utf8(out.stdout).unwrap();
+    assert!(page.contains(".TH cloakroom 1"), "{page}");
+    for command in ["check", "gen\\-secret", "healthcheck", "completions", "man"] {
+        assert!(
+            page.contains(&format!("\\fBcloakroom {command}\\fR")),
+            "{command}: {page}"
+        );
+    }
+    assert!(
+        page.contains(".SH SIGNALS") && page.contains("SIGHUP"),
+        "{page}"
+    );
+    assert!(
+        !page.contains("config\\-reference"),
+        "hidden commands stay out"
+    );
+}
+
+#[test]
+fn config_reference_runs_but_is_hidden_from_help() {
+    let dir = tempfile::tempdir().unwrap();
+    let help = run_cli(&["--help"], dir.path());
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.contains("check") && !help.contains("config-reference"),
+        "{help}"
+    );
+
+    let md = run_cli(&["config-reference"], dir.path());
+    assert!(md.status.success());
+    let md = String::from_utf8(md.stdout).unwrap();
+    assert!(
+        md.contains("| `listen` | string | `\"0.0.0.0:8443\"` | restart |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| `idle_timeout` | duration | `\"30m\"` | applies |"),
+        "{md}"
+    );
+
+    let schema = run_cli(&["config-reference", "--schema"], dir.path());
+    assert!(schema.status.success());
+    let schema: serde_json::Value = serde_json::from_slice(&schema.stdout).unwrap();
+    assert_eq!(schema["additionalProperties"], false);
+    assert_eq!(
+        schema["properties"]["store"]["properties"]["backend"]["enum"],
+        serde_json::json!(["embedded", "redis", "memory"])
+    );
+}
+
+#[test]
+fn s3_check_accepts_a_schema_directive_on_the_first_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!("#:schema ./docs/proxy.schema.json\n{ROUTE}");
+    std::fs::write(dir.path().join("proxy.toml"), text).unwrap();
+    let (code, stderr) = check(dir.path(), "proxy.toml");
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stderr, "");
 }
 
 const DAY: Duration = Duration::from_secs(24 * 60 * 60);

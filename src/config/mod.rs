@@ -8,11 +8,12 @@
 
 mod error;
 mod raw;
+pub mod reference;
 mod reload;
 mod validate;
 
 pub use error::{ConfigError, ConfigErrors, ConfigWarning};
-pub use reload::restart_required;
+pub use reload::{restart_required, READ_AT_START};
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -6,6 +6,24 @@
 
 use super::Config;
 
+/// Every key [`restart_required`] can name, in file order: what a reload
+/// cannot apply (the configuration reference marks them *restart*).
+pub const READ_AT_START: [&str; 13] = [
+    "server.listen",
+    "server.redirect_http",
+    "server.admin_listen",
+    "server.max_connections",
+    "session.secret_env",
+    "session.fallback_secrets_env",
+    "session.secret_file",
+    "store.backend",
+    "store.path",
+    "store.redis_url",
+    "store.redis_cluster",
+    "store.key_prefix",
+    "store.redis_password_env",
+];
+
 /// The keys whose value differs between the running and the new config but
 /// which a reload cannot apply, in the order `proxy.toml` lists them; empty
 /// when the whole new config applies.
@@ -105,6 +123,8 @@ mod tests {
                 c.store.redis_password_env = "P".into()
             }),
         ];
+        let keys: Vec<&str> = changes.iter().map(|(k, _)| *k).collect();
+        assert_eq!(keys, READ_AT_START, "READ_AT_START lists what is named");
         for (key, change) in changes {
             let mut new = base();
             change(&mut new);
