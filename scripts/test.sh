@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite. Installs what it needs that a fresh machine lacks
 # (a Python venv under target/ with Flask, and the Django and Trac that
-# tests/real_apps.rs stands behind), then runs formatting, lints, the
+# tests/real_apps.rs stands behind; chromium, redis and promtool from
+# Debian), then runs formatting, lints, the
 # dependency policy check and every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,6 +32,16 @@ if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; th
   echo "== installing redis-server and redis-tools"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools
+fi
+# tests/operations.rs lints the /metrics output with promtool. Without
+# recommends the package is promtool, the prometheus server and a few JS
+# libraries for its console; with them it also pulls prometheus-node-exporter
+# (35 packages). On a host booted with systemd the package enables and
+# starts prometheus.service (listening on :9090): stop it if unwanted.
+if [ ! -x /usr/bin/promtool ]; then
+  echo "== installing promtool (Debian package prometheus)"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus
 fi
 if [ ! -d tests/browser/node_modules ]; then
   echo "== installing playwright-core into tests/browser"

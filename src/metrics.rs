@@ -1,13 +1,15 @@
 //! Prometheus metrics (SPEC §11), registered once and served as text on the
 //! admin listener's `/metrics`. Each metric is incremented in exactly one
 //! place: the access log, the audit log, the store dispatch, the TLS
-//! handshake and the jar.
+//! handshake and the jar; reloads and certificate expiry in
+//! `Shared::reload` (and at start); `cloakroom_build_info` is constant.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use std::sync::LazyLock;
+use std::time::SystemTime;
 
 pub struct Metrics {
     registry: Registry,
@@ -24,6 +26,45 @@ pub struct Metrics {
     pub store_up: IntGauge,
     pub tls_handshakes: IntCounterVec,
     pub jar_rejected: IntCounterVec,
+    /// `cloakroom_config_reloads_total{result}`: see [`Metrics::config_reloads`].
+    reloads_ok: IntCounter,
+    reloads_error: IntCounter,
+    /// `cloakroom_tls_certificate_expiry_timestamp_seconds{cert}`: one
+    /// series per configured certificate (see [`set_certificate_expiry`]).
+    cert_expiry: GaugeVec,
+}
+
+impl Metrics {
+    /// The reload counter for a reload that succeeded or was rejected.
+    pub fn config_reloads(&self, ok: bool) -> &IntCounter {
+        if ok {
+            &self.reloads_ok
+        } else {
+            &self.reloads_error
+        }
+    }
+}
+
+/// Sets one certificate expiry series per entry of `next` (name, notAfter)
+/// and then removes the series of `previous` that `next` no longer names
+/// (a `[[tls.sni]]` entry a reload dropped), so a scrape never sees a
+/// configured certificate without its series. At start `previous` is empty;
+/// reloads run one at a time.
+pub fn set_certificate_expiry(previous: &[(String, SystemTime)], next: &[(String, SystemTime)]) {
+    let gauge = &get().cert_expiry;
+    for (name, t) in next {
+        // A notAfter before 1970 reads as a negative timestamp.
+        let secs = match t.duration_since(SystemTime::UNIX_EPOCH) {
+            Ok(d) => d.as_secs_f64(),
+            Err(e) => -e.duration().as_secs_f64(),
+        };
+        gauge.with_label_values(&[name.as_str()]).set(secs);
+    }
+    for (name, _) in previous {
+        if !next.iter().any(|(n, _)| n == name) {
+            let _ = gauge.remove_label_values(&[name.as_str()]);
+        }
+    }
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -161,7 +202,39 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             0.000_01, 0.000_05, 0.000_1, 0.000_5, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0,
         ],
     );
+    let build_info = IntGaugeVec::new(
+        Opts::new(
+            "cloakroom_build_info",
+            "Always 1; the version label names the running cloakroom.",
+        ),
+        &["version"],
+    )
+    .expect("valid metric definition");
+    build_info
+        .with_label_values(&[env!("CARGO_PKG_VERSION")])
+        .set(1);
+    r.register(Box::new(build_info))
+        .expect("metric names are unique");
+    let reloads = counter_vec(
+        &r,
+        "cloakroom_config_reloads_total",
+        "Configuration reloads (SIGHUP or POST /reload) by result (ok, error).",
+        &["result"],
+    );
+    let cert_expiry = GaugeVec::new(
+        Opts::new(
+            "cloakroom_tls_certificate_expiry_timestamp_seconds",
+            "notAfter of each configured certificate's leaf, in seconds since the epoch.",
+        ),
+        &["cert"],
+    )
+    .expect("valid metric definition");
+    r.register(Box::new(cert_expiry.clone()))
+        .expect("metric names are unique");
     Metrics {
+        reloads_ok: reloads.with_label_values(&["ok"]),
+        reloads_error: reloads.with_label_values(&["error"]),
+        cert_expiry,
         requests: counter_vec(
             &r,
             "cloakroom_requests_total",

@@ -5,6 +5,7 @@
 
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 use rustls::ServerConfig;
@@ -59,6 +60,8 @@ pub struct State {
     pub config: Arc<Config>,
     pub routes: RouteTable,
     pub tls: Arc<ServerConfig>,
+    /// Each certificate's notAfter, for the expiry metric ([`tls::Certificates`]).
+    pub cert_not_after: Vec<(String, SystemTime)>,
     pub upstream: Upstream,
     pub identity: IdentityHeaders,
     /// `cloakroom_upstream_duration_seconds` per route, by route index.
@@ -70,9 +73,11 @@ pub struct State {
 impl State {
     /// Builds the state; certificates must exist (see [`tls::ensure_default_cert`]).
     pub fn build(config: Config) -> Result<State, StateError> {
+        let certificates = tls::server_config(&config.tls)?;
         Ok(State {
             routes: RouteTable::new(&config.routes),
-            tls: tls::server_config(&config.tls)?,
+            tls: certificates.config,
+            cert_not_after: certificates.not_after,
             upstream: Upstream::new(&config),
             identity: IdentityHeaders::new(&config),
             upstream_timers: config
@@ -115,6 +120,7 @@ pub struct Shared {
 impl Shared {
     pub fn new(state: State, sessions: Sessions) -> Arc<Self> {
         let port = state.config.server.listen.port();
+        crate::metrics::set_certificate_expiry(&[], &state.cert_not_after);
         Arc::new(Shared {
             state: ArcSwap::from_pointee(state),
             sessions: Arc::new(sessions),
@@ -152,13 +158,20 @@ impl Shared {
     /// `max_connections`, the store, the session keys) keep their running
     /// values, with a warning naming each one that changed. Returns those
     /// keys. Blocks on file reads: call it off the async workers when a
-    /// request waits on it.
+    /// request waits on it. Counted in `cloakroom_config_reloads_total`.
     pub fn reload(&self) -> Result<Vec<&'static str>, StateError> {
         // Guards no data, so a poisoned lock is still good.
         let _one_at_a_time = self
             .reloading
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
+        let result = self.reload_locked();
+        crate::metrics::get().config_reloads(result.is_ok()).inc();
+        result
+    }
+
+    /// [`Shared::reload`] while holding the reload lock.
+    fn reload_locked(&self) -> Result<Vec<&'static str>, StateError> {
         let current = self.state();
         let config = Config::load(&current.config.path)?;
         tls::ensure_default_cert(&config.tls)?;
@@ -175,6 +188,7 @@ impl Shared {
             .store
             .set_max_sessions(next.config.session.max_sessions);
         let routes = next.config.routes.len();
+        crate::metrics::set_certificate_expiry(&current.cert_not_after, &next.cert_not_after);
         self.state.store(Arc::new(next));
         tracing::info!(routes, "configuration reloaded");
         Ok(kept)

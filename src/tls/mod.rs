@@ -4,8 +4,11 @@
 //! that cannot load its certificates keeps the last good config. With
 //! `tls.self_signed_if_missing`, [`ensure_default_cert`] first writes a
 //! localhost certificate when none exists and replaces one cloakroom wrote
-//! when it nears its end ([`selfsigned`] has the rules).
+//! when it nears its end ([`selfsigned`] has the rules). Each build also
+//! reports every configured certificate's notAfter ([`Certificates`]), for
+//! `cloakroom_tls_certificate_expiry_timestamp_seconds`.
 
+mod der;
 pub mod selfsigned;
 mod sni;
 
@@ -18,7 +21,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
 
-use crate::config::{Tls, TlsVersion};
+use crate::config::{HostPattern, Tls, TlsVersion};
 
 pub use sni::SniResolver;
 
@@ -81,12 +84,27 @@ fn renew_if_due(tls: &Tls, now: SystemTime) -> bool {
     }
 }
 
+/// A built server config and the notAfter of each certificate in it.
+#[derive(Debug)]
+pub struct Certificates {
+    pub config: Arc<ServerConfig>,
+    /// `(name, notAfter)`: `default` for `tls.cert`, then each `[[tls.sni]]`
+    /// entry by its first host, in config order. A leaf whose validity
+    /// cannot be read is left out.
+    pub not_after: Vec<(String, SystemTime)>,
+}
+
 /// Builds the server config: default certificate plus the SNI table.
-pub fn server_config(tls: &Tls) -> Result<Arc<ServerConfig>, TlsError> {
+pub fn server_config(tls: &Tls) -> Result<Certificates, TlsError> {
     let default = load_certified_key(&tls.cert, &tls.key)?;
+    let mut not_after = Vec::with_capacity(1 + tls.sni.len());
+    not_after.extend(leaf_not_after(&default).map(|t| ("default".to_owned(), t)));
     let mut resolver = SniResolver::new(default);
     for entry in &tls.sni {
         let ck = load_certified_key(&entry.cert, &entry.key)?;
+        if let (Some(first), Some(t)) = (entry.hosts.first(), leaf_not_after(&ck)) {
+            not_after.push((host_label(first), t));
+        }
         for host in &entry.hosts {
             resolver.add(host, ck.clone());
         }
@@ -101,7 +119,25 @@ pub fn server_config(tls: &Tls) -> Result<Arc<ServerConfig>, TlsError> {
             .with_no_client_auth()
             .with_cert_resolver(Arc::new(resolver));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    Ok(Certificates {
+        config: Arc::new(config),
+        not_after,
+    })
+}
+
+/// The notAfter of a chain's leaf (the first certificate of the PEM file).
+fn leaf_not_after(ck: &CertifiedKey) -> Option<SystemTime> {
+    let leaf = ck.cert.first()?;
+    der::tbs_fields(leaf.as_ref()).ok().map(|f| f.not_after)
+}
+
+/// An `[[tls.sni]]` host as written in the config.
+fn host_label(host: &HostPattern) -> String {
+    match host {
+        HostPattern::Any => "*".to_owned(),
+        HostPattern::Exact(h) => h.clone(),
+        HostPattern::Wildcard(suffix) => format!("*{suffix}"),
+    }
 }
 
 /// Loads a PEM chain and private key into a rustls signing key.
@@ -175,6 +211,36 @@ mod tests {
         let renewed = selfsigned::read(&tls.cert).unwrap();
         assert!(renewed.not_after >= t0 + 61 * DAY + selfsigned::LIFETIME - DAY);
         assert!(load_certified_key(&tls.cert, &tls.key).is_ok());
+    }
+
+    #[test]
+    fn s11_expiry_names_default_and_each_sni_entry_by_its_first_host() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut tls = tls_in(dir.path());
+        let t0 = SystemTime::now();
+        ensure_default_cert_at(&tls, t0).unwrap();
+        let (cert, key) = (dir.path().join("sni.pem"), dir.path().join("sni.key"));
+        selfsigned::write(&cert, &key, t0 + DAY).unwrap();
+        tls.sni.push(crate::config::SniCert {
+            hosts: vec![
+                HostPattern::Wildcard(".example.com".into()),
+                HostPattern::Exact("example.com".into()),
+            ],
+            cert,
+            key,
+        });
+        let built = server_config(&tls).unwrap();
+        let names: Vec<_> = built.not_after.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["default", "*.example.com"]);
+        let whole = |t: SystemTime| t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs();
+        assert_eq!(
+            whole(built.not_after[0].1),
+            whole(t0 + selfsigned::LIFETIME)
+        );
+        assert_eq!(
+            whole(built.not_after[1].1),
+            whole(t0 + DAY + selfsigned::LIFETIME)
+        );
     }
 
     #[test]

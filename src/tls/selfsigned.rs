@@ -16,9 +16,8 @@
 //!   starts and on every reload, not on a timer: a proxy left running for
 //!   more than `LIFETIME - RENEW_WITHIN` with no reload serves the
 //!   certificate until it expires.
-//! - **How it is read**: the first PEM block, with `yasna`, the DER reader
-//!   rcgen already builds on (so no crate is added), only far enough to take
-//!   issuer, validity and subject out of `tbsCertificate` (RFC 5280 §4.1).
+//! - **How it is read**: the first PEM block, through [`super::der`]
+//!   (issuer, validity and subject out of `tbsCertificate`, RFC 5280 §4.1).
 //!   Nothing is verified: the answer only decides whether cloakroom may
 //!   overwrite a file it wrote itself, and anything unreadable counts as not
 //!   ours.
@@ -33,13 +32,11 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use super::der::{has_organisation, tbs_fields};
+use super::TlsError;
 use rcgen::{CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, KeyPair};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
-use yasna::models::ObjectIdentifier;
-use yasna::{ASN1Result, BERReader, BERReaderSeq, Tag};
-
-use super::TlsError;
 
 /// The organisation in the subject that marks a certificate as cloakroom's.
 pub const ORGANISATION: &str = "cloakroom development certificate";
@@ -58,9 +55,6 @@ pub const RENEW_WITHIN: Duration = Duration::from_secs(30 * 24 * 60 * 60);
 /// notBefore is set an hour back (as Let's Encrypt does) so a client whose
 /// clock runs a little behind does not see a certificate "not yet valid".
 pub const BACKDATE: Duration = Duration::from_secs(60 * 60);
-
-/// id-at-organizationName (RFC 5280 Appendix A).
-const ORGANISATION_OID: [u64; 4] = [2, 5, 4, 10];
 
 /// The validity of a certificate cloakroom generated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,77 +146,9 @@ pub fn read(path: &Path) -> Option<OwnCert> {
 pub(super) fn own_cert(der: &[u8]) -> Option<OwnCert> {
     let fields = tbs_fields(der).ok()?;
     let ours = fields.issuer == fields.subject && has_organisation(&fields.subject, ORGANISATION);
-    ours.then_some(fields.validity)
-}
-
-struct TbsFields {
-    issuer: Vec<u8>,
-    subject: Vec<u8>,
-    validity: OwnCert,
-}
-
-/// Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm, signature }
-/// TBSCertificate ::= SEQUENCE { [0] version OPTIONAL, serialNumber,
-///   signature, issuer, validity, subject, … } (RFC 5280 §4.1).
-fn tbs_fields(der: &[u8]) -> ASN1Result<TbsFields> {
-    yasna::parse_der(der, |r| {
-        r.read_sequence(|cert| {
-            let fields = cert.next().read_sequence(|tbs| {
-                tbs.read_optional(|r| r.read_tagged(Tag::context(0), |r| r.read_der()))?;
-                tbs.next().read_der()?; // serialNumber
-                tbs.next().read_der()?; // signature algorithm
-                let issuer = tbs.next().read_der()?;
-                let validity = tbs.next().read_sequence(|v| {
-                    Ok(OwnCert {
-                        not_before: read_time(v.next())?,
-                        not_after: read_time(v.next())?,
-                    })
-                })?;
-                let subject = tbs.next().read_der()?;
-                skip_rest(tbs)?;
-                Ok(TbsFields {
-                    issuer,
-                    subject,
-                    validity,
-                })
-            })?;
-            skip_rest(cert)?;
-            Ok(fields)
-        })
-    })
-}
-
-/// Time ::= CHOICE { utcTime UTCTime, generalTime GeneralizedTime }
-fn read_time(r: BERReader<'_, '_>) -> ASN1Result<SystemTime> {
-    if r.lookahead_tag()? == yasna::tags::TAG_UTCTIME {
-        Ok((*r.read_utctime()?.datetime()).into())
-    } else {
-        Ok((*r.read_generalized_time()?.datetime()).into())
-    }
-}
-
-/// Steps over the remaining elements of a sequence (yasna insists that a
-/// sequence is read to its end).
-fn skip_rest(seq: &mut BERReaderSeq<'_, '_>) -> ASN1Result<()> {
-    while seq.read_optional(|r| r.read_der())?.is_some() {}
-    Ok(())
-}
-
-/// Whether a Name (SEQUENCE OF SET OF { type, value }) holds an
-/// organizationName equal to `org`, in any string type.
-fn has_organisation(name: &[u8], org: &str) -> bool {
-    let oid = ObjectIdentifier::from_slice(&ORGANISATION_OID);
-    let attributes = yasna::parse_der(name, |r| {
-        r.collect_sequence_of(|rdn| {
-            rdn.collect_set_of(|atv| {
-                atv.read_sequence(|a| Ok((a.next().read_oid()?, a.next().read_tagged_der()?)))
-            })
-        })
-    });
-    attributes.is_ok_and(|rdns| {
-        rdns.iter()
-            .flatten()
-            .any(|(t, v)| *t == oid && v.value() == org.as_bytes())
+    ours.then_some(OwnCert {
+        not_before: fields.not_before,
+        not_after: fields.not_after,
     })
 }
 
