@@ -158,6 +158,9 @@ pub async fn serve(
         ));
     }
     shared.sessions.spawn_purge(PURGE_EVERY);
+    // After the listeners: a missing upstream is worth a warning on first
+    // run, never a delay.
+    crate::upstream::probe::spawn(&state.config);
     drop(state);
     stop.await;
     let grace = shared.state().config.server.shutdown_grace;

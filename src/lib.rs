@@ -22,7 +22,7 @@
 //! auth                             /.cloakroom/ endpoints
 //! state                            State (swapped on reload) and Shared
 //! identity, route, tls, store      header names, route table, certificates, backends
-//! reply                            response bodies, ProxyError → response
+//! reply                            response bodies, own pages, ProxyError → response
 //! session                          session rules and the SessionStore contract
 //! upstream, telemetry              pooled client; logs and access lines
 //! config                           proxy.toml → validated Config, once

@@ -156,9 +156,11 @@ impl Shared {
     /// error the running state is kept. `session.max_sessions` is applied
     /// to the store; keys read only at start (listeners,
     /// `max_connections`, the store, the session keys) keep their running
-    /// values, with a warning naming each one that changed. Returns those
-    /// keys. Blocks on file reads: call it off the async workers when a
-    /// request waits on it. Counted in `cloakroom_config_reloads_total`.
+    /// values, with a warning naming each one that changed; returns those
+    /// keys. The new routes' upstreams are probed in the background
+    /// ([`crate::upstream::probe`]). Blocks on file reads: call it off the
+    /// async workers when a request waits on it. Counted in
+    /// `cloakroom_config_reloads_total`.
     pub fn reload(&self) -> Result<Vec<&'static str>, StateError> {
         // Guards no data, so a poisoned lock is still good.
         let _one_at_a_time = self
@@ -189,6 +191,7 @@ impl Shared {
             .set_max_sessions(next.config.session.max_sessions);
         let routes = next.config.routes.len();
         crate::metrics::set_certificate_expiry(&current.cert_not_after, &next.cert_not_after);
+        crate::upstream::probe::spawn(&next.config);
         self.state.store(Arc::new(next));
         tracing::info!(routes, "configuration reloaded");
         Ok(kept)

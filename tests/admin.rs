@@ -438,6 +438,11 @@ async fn s10_revoke_all_of_a_user() {
         assert!(!logged_in(b).await);
     }
     assert!(logged_in(&mut bob).await);
+    // The log is written by its own thread: wait (bounded) for the lines.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while audits(&proxy, "revoked").len() < 3 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     assert_eq!(audits(&proxy, "revoked").len(), 3);
     let list = admin(&proxy, "GET", "/sessions?user=alice", None).await;
     assert_eq!(list.json(), serde_json::json!([]));

@@ -66,6 +66,8 @@ fn script(path: &str) -> (&'static [u8], bool) {
 
 struct Scripted {
     addr: std::net::SocketAddr,
+    /// Connections that carried a request: the proxy's start-up probe
+    /// (src/upstream/probe.rs) connects and sends nothing.
     accepted: Arc<AtomicUsize>,
     _task: JoinHandle<()>,
 }
@@ -78,8 +80,7 @@ impl Scripted {
         let count = accepted.clone();
         let task = tokio::spawn(async move {
             while let Ok((tcp, _)) = l.accept().await {
-                count.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(serve(tcp));
+                tokio::spawn(serve(tcp, count.clone()));
             }
         });
         Scripted {
@@ -98,9 +99,13 @@ impl Scripted {
     }
 }
 
-async fn serve(mut tcp: TcpStream) {
+async fn serve(mut tcp: TcpStream, carried: Arc<AtomicUsize>) {
     let mut buf = Vec::new();
+    let mut first = true;
     while let Some(path) = read_request_path(&mut tcp, &mut buf).await {
+        if std::mem::take(&mut first) {
+            carried.fetch_add(1, Ordering::SeqCst);
+        }
         let (bytes, close) = script(&path);
         if tcp.write_all(bytes).await.is_err() || close {
             return;

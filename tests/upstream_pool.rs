@@ -33,6 +33,8 @@ const BIG: usize = 8 << 20;
 
 struct RawUpstream {
     addr: std::net::SocketAddr,
+    /// Connections that carried a request: the proxy's start-up probe
+    /// (src/upstream/probe.rs) connects and sends nothing.
     accepted: Arc<AtomicUsize>,
     _task: JoinHandle<()>,
 }
@@ -47,8 +49,7 @@ impl RawUpstream {
         let count = accepted.clone();
         let task = tokio::spawn(async move {
             while let Ok((tcp, _)) = l.accept().await {
-                count.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(serve(tcp, after));
+                tokio::spawn(serve(tcp, after, count.clone()));
             }
         });
         RawUpstream {
@@ -67,9 +68,13 @@ impl RawUpstream {
     }
 }
 
-async fn serve(mut tcp: TcpStream, after: After) {
+async fn serve(mut tcp: TcpStream, after: After, carried: Arc<AtomicUsize>) {
     let mut buf = Vec::new();
+    let mut first = true;
     while let Some(path) = read_request_path(&mut tcp, &mut buf).await {
+        if std::mem::take(&mut first) {
+            carried.fetch_add(1, Ordering::SeqCst);
+        }
         let body = match path.as_str() {
             "/big" => vec![b'x'; BIG],
             p => p.as_bytes().to_vec(),

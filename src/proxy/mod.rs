@@ -12,7 +12,8 @@
 //!    the CSRF origin check; an admitted request touches the idle clock.
 //! 5. **upstream request** ([`forward::build`]) — built in place, in the one
 //!    safe order (SPEC §9.2).
-//! 6. **send** ([`forward::send`]) — the pooled client; failures are 502/504.
+//! 6. **send** ([`forward::send`]) — the pooled client; failures are 502/504
+//!    (a small HTML page when the request was a browser navigation).
 //! 7. **respond** ([`respond`]) — the session decision on the response, the
 //!    response rewrite, a websocket tunnel for a `101`; then, for every
 //!    response, the session cookie and cache headers ([`respond::finish`]).
@@ -43,7 +44,7 @@ use crate::session::{now_ms, SessionState, VerifyCache};
 use crate::state::{Shared, State};
 use crate::telemetry;
 use crate::upstream::TimerSlot;
-use crate::wire::path;
+use crate::wire::{headers, path};
 
 /// What the accept loop knows about a client connection.
 #[derive(Debug)]
@@ -100,6 +101,9 @@ pub struct Ctx<'a> {
     /// A POST, or a request carrying `Authorization`: on a login path, a
     /// login submission (SPEC §8.4).
     pub login_submission: bool,
+    /// A browser navigation, noted before the request goes upstream: an
+    /// upstream failure then gets an HTML page, not plain text.
+    pub navigation: bool,
 }
 
 impl<'a> Ctx<'a> {
@@ -127,6 +131,7 @@ impl<'a> Ctx<'a> {
             now: None,
             user_agent: None,
             login_submission: false,
+            navigation: false,
         }
     }
 
@@ -154,7 +159,7 @@ pub async fn handle(
     let mut ctx = Ctx::new(shared, &state, conn, &req, &uri);
     let mut resp = match serve(&mut ctx, req, &uri).await {
         Ok(resp) => resp,
-        Err(e) => e.respond(ctx.route_name()),
+        Err(e) => e.respond(ctx.route_name(), ctx.navigation),
     };
     respond::finish(&ctx, &mut resp);
     let handle = telemetry::access_enabled()
@@ -238,6 +243,9 @@ async fn serve<'a>(
     ctx.user_agent = req.headers().get(http::header::USER_AGENT).cloned();
     ctx.login_submission =
         ctx.method == Method::POST || req.headers().contains_key(http::header::AUTHORIZATION);
+    // Only an upstream failure reads it, but the request is gone by then;
+    // a method compare and an `Accept` scan, no allocation.
+    ctx.navigation = headers::is_navigation(&ctx.method, req.headers());
     let client_upgrade = ctx.websocket.then(|| hyper::upgrade::on(&mut req));
     forward::build(ctx, route, &mut req)?;
 

@@ -1,10 +1,12 @@
 //! Request errors and the one place that turns them into client responses:
-//! a status, a short body, no internals; logged once here.
+//! a status, a short body, no internals; logged once here. A browser
+//! navigation that meets an upstream failure gets a small HTML page
+//! ([`super::pages`]) instead of the plain text.
 
 use http::{header, HeaderValue, Response, StatusCode};
 
 use super::body::ProxyBody;
-use super::{json, plain};
+use super::{html, json, pages, plain};
 use crate::session::StoreError;
 use crate::upstream::UpstreamError;
 
@@ -54,10 +56,12 @@ impl ProxyError {
         }
     }
 
-    /// The client's response. Logs upstream failures (the only errors an
-    /// operator acts on) with their cause; client mistakes and store
-    /// outages (logged once by the store) at debug.
-    pub fn respond(&self, route: Option<&str>) -> Response<ProxyBody> {
+    /// The client's response; `navigation` says the request was a browser
+    /// navigation ([`crate::wire::headers::is_navigation`]). Logs upstream
+    /// failures (the only errors an operator acts on) with their cause;
+    /// client mistakes and store outages (logged once by the store) at
+    /// debug.
+    pub fn respond(&self, route: Option<&str>, navigation: bool) -> Response<ProxyBody> {
         let status = self.status();
         match self {
             ProxyError::Upstream(e) => {
@@ -78,6 +82,10 @@ impl ProxyError {
                 status,
                 r#"{"error":"authentication required","login":"/.cloakroom/login"}"#,
             ),
+            ProxyError::Upstream(e) if navigation => match e.is_timeout() {
+                true => html(status, pages::UPSTREAM_SLOW),
+                false => html(status, pages::UPSTREAM_DOWN),
+            },
             _ => plain(status, status.canonical_reason().unwrap_or("error")),
         };
         let h = resp.headers_mut();
@@ -108,7 +116,7 @@ mod tests {
     fn s4_3_store_error_is_503_and_keeps_the_cookie() {
         let e = ProxyError::from(StoreError::unavailable("load", "connection refused"));
         assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);
-        let resp = e.respond(None);
+        let resp = e.respond(None, true);
         assert_eq!(resp.headers()[header::RETRY_AFTER], "1");
         // The error response itself never clears the session cookie; only a
         // lookup that found no live session does.
@@ -116,6 +124,52 @@ mod tests {
         assert_eq!(
             ProxyError::from(StoreError::Full).status(),
             StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
+
+    fn upstream(e: UpstreamError) -> ProxyError {
+        ProxyError::Upstream(e)
+    }
+
+    #[test]
+    fn s9_4_s9_5a_upstream_failure_is_a_page_for_a_navigation_only() {
+        let refused = || {
+            upstream(UpstreamError::Connect(std::io::Error::from(
+                std::io::ErrorKind::ConnectionRefused,
+            )))
+        };
+        let page = refused().respond(Some("*/"), true);
+        assert_eq!(page.status(), StatusCode::BAD_GATEWAY);
+        let h = page.headers();
+        assert_eq!(h[header::CONTENT_TYPE], "text/html; charset=utf-8");
+        assert_eq!(h[header::CONTENT_SECURITY_POLICY], "frame-ancestors 'none'");
+        assert_eq!(h[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+        assert_eq!(h[header::REFERRER_POLICY], "no-referrer");
+        assert_eq!(h[header::CACHE_CONTROL], "no-store");
+
+        let text = refused().respond(Some("*/"), false);
+        assert_eq!(text.status(), StatusCode::BAD_GATEWAY);
+        assert_eq!(
+            text.headers()[header::CONTENT_TYPE],
+            "text/plain; charset=utf-8"
+        );
+
+        let slow = upstream(UpstreamError::ResponseTimeout(
+            std::time::Duration::from_secs(1),
+        ))
+        .respond(None, true);
+        assert_eq!(slow.status(), StatusCode::GATEWAY_TIMEOUT);
+        assert_eq!(
+            slow.headers()[header::CONTENT_TYPE],
+            "text/html; charset=utf-8"
+        );
+        assert!(pages::UPSTREAM_SLOW.contains("in time"));
+
+        // Other errors keep their bodies for a navigation too.
+        let nf = ProxyError::NotFound.respond(None, true);
+        assert_eq!(
+            nf.headers()[header::CONTENT_TYPE],
+            "text/plain; charset=utf-8"
         );
     }
 }

@@ -1,9 +1,11 @@
 //! What every listener answers with: the response body type ([`body`]),
 //! the request error and the one place it becomes a response ([`error`]),
-//! and the small responses the proxy makes itself.
+//! the proxy's own HTML pages ([`pages`]), and the small responses the
+//! proxy makes itself.
 
 pub mod body;
 pub mod error;
+pub mod pages;
 
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
@@ -22,6 +24,26 @@ pub fn plain(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
     body.push_str(text);
     body.push('\n');
     own(status, "text/plain; charset=utf-8", body.into())
+}
+
+/// An HTML page of the proxy's own, with the headers SPEC §9.5a asks of
+/// them: never framed, cached, sniffed or sent on as a referrer.
+pub fn html(status: StatusCode, page: &'static str) -> Response<ProxyBody> {
+    let mut resp = own(
+        status,
+        "text/html; charset=utf-8",
+        bytes::Bytes::from_static(page.as_bytes()),
+    );
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("frame-ancestors 'none'"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    resp
 }
 
 /// A body of the proxy's own: never cached, never sniffed.

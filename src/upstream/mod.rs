@@ -10,6 +10,9 @@
 //! Requests without a body that are not upgrades take a leaner path
 //! ([`h1`]): no connection task and no channels, which is a fifth of the
 //! proxy's user-space work per request (`docs/performance.md`).
+//!
+//! [`probe`] tries each upstream once at start and after a reload, and
+//! warns about one that does not accept connections.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -30,6 +33,7 @@ use crate::config::Config;
 use crate::net::SendLone;
 
 mod h1;
+pub mod probe;
 
 /// A body error from either client path.
 pub type BodyError = Box<dyn std::error::Error + Send + Sync>;

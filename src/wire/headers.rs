@@ -178,13 +178,15 @@ pub fn is_navigation(method: &Method, headers: &HeaderMap) -> bool {
     (method == Method::GET || method == Method::HEAD) && accepts_html(headers)
 }
 
-/// Whether any `Accept` field names `text/html`.
+/// Whether any `Accept` field names `text/html` (media types are
+/// case-insensitive, RFC 9110 §8.3.1); no allocation.
 pub fn accepts_html(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::ACCEPT)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| v.to_ascii_lowercase().contains("text/html"))
+    const HTML: &[u8] = b"text/html";
+    headers.get_all(header::ACCEPT).iter().any(|v| {
+        v.as_bytes()
+            .windows(HTML.len())
+            .any(|w| w.eq_ignore_ascii_case(HTML))
+    })
 }
 
 #[cfg(test)]
@@ -200,6 +202,19 @@ mod tests {
             );
         }
         m
+    }
+
+    #[test]
+    fn navigation_is_get_or_head_accepting_html_in_any_case() {
+        let browser = map(&[("accept", "Text/HTML,application/xhtml+xml;q=0.9")]);
+        let api = map(&[("accept", "application/json")]);
+        assert!(is_navigation(&Method::GET, &browser));
+        assert!(is_navigation(&Method::HEAD, &browser));
+        assert!(!is_navigation(&Method::POST, &browser));
+        assert!(!is_navigation(&Method::GET, &api));
+        assert!(!is_navigation(&Method::GET, &HeaderMap::new()));
+        let split = map(&[("accept", "application/json"), ("accept", "text/html")]);
+        assert!(accepts_html(&split));
     }
 
     #[test]
