@@ -36,9 +36,16 @@ pub fn replica_config(app: &App, store: &str) -> ProxyConfig {
     .env("CLOAKROOM_SECRET", SECRET)
 }
 
-/// A replica started with [`replica_config`].
+/// A replica started with [`replica_config`], once it is ready: its
+/// `/readyz` answers 200, so its store client has reached Redis (a Cluster
+/// client learns the slot map on its first call).
 pub async fn replica(app: &App, store: &str) -> TestProxy {
-    TestProxy::start(&replica_config(app, store)).await
+    let proxy = TestProxy::start(&replica_config(app, store)).await;
+    eventually(10, "the replica's /readyz answers 200", || async {
+        admin(&proxy, "GET", "/readyz").await.0 == 200
+    })
+    .await;
+    proxy
 }
 
 pub fn redis_store(redis: &RedisServer, prefix: &str) -> String {
