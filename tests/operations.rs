@@ -12,36 +12,16 @@ use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use support::replicas::{admin, TOKEN};
 use support::session::*;
 use support::{ProxyConfig, TestProxy};
 
-const TOKEN: &str = "test-admin-token-0123456789";
-
 fn repo(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
-}
-
-/// One HTTP/1.1 request to the admin listener: (status, body).
-async fn admin(proxy: &TestProxy, method: &str, target: &str) -> (u16, String) {
-    let addr = proxy.admin_addr.expect("the admin listener is on");
-    let req = format!(
-        "{method} {target} HTTP/1.1\r\nHost: admin\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    );
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut raw))
-        .await
-        .expect("no answer in time")
-        .unwrap();
-    let text = String::from_utf8(raw).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    (head[9..12].parse().unwrap(), body.to_string())
 }
 
 /// A proxy with an admin token, an SNI certificate for `app.test`, and
