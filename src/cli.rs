@@ -77,7 +77,9 @@ pub fn check(path: &std::path::Path) -> i32 {
             return EXIT_INVALID;
         }
     }
-    println!("{}: ok ({} routes)", path.display(), config.routes.len());
+    let n = config.routes.len();
+    let noun = if n == 1 { "route" } else { "routes" };
+    println!("{}: ok ({n} {noun})", path.display());
     0
 }
 

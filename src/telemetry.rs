@@ -26,8 +26,12 @@ pub fn init() -> LogGuard {
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
         .finish(std::io::stdout());
+    // Colour only for a person at a terminal: a container runtime, journald
+    // or a log shipper reading a pipe gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(writer);
     let _ = if json {
         builder.event_format(JsonLine).try_init()

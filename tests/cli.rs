@@ -32,6 +32,61 @@ fn s2_check_accepts_the_shipped_proxy_toml() {
     assert_eq!(stderr, "", "no errors and no warnings");
 }
 
+/// The fenced `toml` blocks of README.md between `heading` and the next
+/// heading of the same or a higher level.
+fn readme_toml_blocks(heading: &str) -> Vec<String> {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let level = heading.split(' ').next().unwrap();
+    let mut lines = readme.lines().skip_while(|l| *l != heading);
+    assert!(lines.next().is_some(), "README.md has no {heading:?}");
+    let (mut blocks, mut open) = (Vec::new(), None::<String>);
+    for line in lines {
+        if open.is_none()
+            && line.starts_with('#')
+            && line.split(' ').next().unwrap().len() <= level.len()
+        {
+            break;
+        }
+        match (&mut open, line) {
+            (None, "```toml") => open = Some(String::new()),
+            (Some(_), "```") => blocks.push(open.take().unwrap()),
+            (Some(text), _) => {
+                text.push_str(line);
+                text.push('\n');
+            }
+            (None, _) => {}
+        }
+    }
+    blocks
+}
+
+#[test]
+fn every_shipped_config_passes_check() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for file in [
+        "proxy.toml",
+        "contrib/proxy.toml",
+        "contrib/container/proxy.toml",
+        "examples/compose/proxy.toml",
+    ] {
+        let (code, stderr) = check(root, file);
+        assert_eq!(code, 0, "{file}: {stderr}");
+        assert_eq!(stderr, "", "{file}: no errors and no warnings");
+    }
+    // README examples that are whole configs (the Flask section's run in
+    // front of the app in tests/readme_examples.rs).
+    let blocks = readme_toml_blocks("## Running as a container");
+    assert!(!blocks.is_empty());
+    let dir = tempfile::tempdir().unwrap();
+    for (i, block) in blocks.iter().enumerate() {
+        let name = format!("container-{i}.toml");
+        std::fs::write(dir.path().join(&name), block).unwrap();
+        let (code, stderr) = check(dir.path(), &name);
+        assert_eq!(code, 0, "README block {i}: {stderr}\n{block}");
+    }
+}
+
 const ROUTE: &str = "\n[[route]]\nupstream = \"http://127.0.0.1:1\"\n";
 
 #[test]

