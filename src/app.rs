@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 
 use crate::admin::{Admin, Token};
 use crate::config::{Config, LoadError};
+use crate::server::admission::Admission;
 use crate::server::{self, Drain};
 use crate::session::codec::KeyError;
 use crate::session::{Keyring, Manager};
@@ -116,7 +116,7 @@ pub async fn serve(
     stop: impl std::future::Future<Output = ()>,
 ) {
     let state = shared.state();
-    let limit = Arc::new(Semaphore::new(state.config.server.max_connections));
+    let admission = Admission::new(state.config.server.max_connections);
     let drain = Drain::new();
     let log_addr = |kind: &str, l: &TcpListener| {
         if let Ok(addr) = l.local_addr() {
@@ -130,7 +130,7 @@ pub async fn serve(
     tokio::spawn(server::accept_https(
         listeners.https,
         shared.clone(),
-        limit.clone(),
+        admission.clone(),
         drain.clone(),
     ));
     if let Some(r) = listeners.redirect {
@@ -138,7 +138,7 @@ pub async fn serve(
         tokio::spawn(server::accept_redirect(
             r,
             shared.clone(),
-            limit.clone(),
+            admission.clone(),
             drain.clone(),
         ));
     }
@@ -152,9 +152,16 @@ pub async fn serve(
         // Its own small limit: the admin port must answer while the proxy is full.
         tokio::spawn(server::accept(
             a,
-            Arc::new(Semaphore::new(64)),
+            Admission::new(64),
+            |_| None,
             admin_life.clone(),
-            move |tcp, _peer| crate::admin::serve(tcp, admin.clone(), life.clone()),
+            move |tcp, _peer, ticket| {
+                let serve = crate::admin::serve(tcp, admin.clone(), life.clone());
+                async move {
+                    serve.await;
+                    drop(ticket);
+                }
+            },
         ));
     }
     shared.sessions.spawn_purge(PURGE_EVERY);

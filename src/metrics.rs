@@ -26,6 +26,11 @@ pub struct Metrics {
     pub store_up: IntGauge,
     pub tls_handshakes: IntCounterVec,
     pub jar_rejected: IntCounterVec,
+    /// `cloakroom_connections_refused_total{reason}`: accepted and closed at
+    /// once (`max_connections` with nothing idle, `max_connections_per_client`).
+    pub connections_refused: IntCounterVec,
+    /// Idle keep-alive connections closed to admit a new one at the cap.
+    pub connections_reclaimed: IntCounter,
     /// `cloakroom_config_reloads_total{result}`: see [`Metrics::config_reloads`].
     reloads_ok: IntCounter,
     reloads_error: IntCounter,
@@ -65,6 +70,13 @@ pub fn set_certificate_expiry(previous: &[(String, SystemTime)], next: &[(String
             let _ = gauge.remove_label_values(&[name.as_str()]);
         }
     }
+}
+
+fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).expect("valid metric definition");
+    r.register(Box::new(c.clone()))
+        .expect("metric names are unique");
+    c
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -178,13 +190,11 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         .expect("valid metric definition");
     r.register(Box::new(sessions_active.clone()))
         .expect("metric names are unique");
-    let store_errors = IntCounter::new(
+    let store_errors = counter(
+        &r,
         "cloakroom_store_errors_total",
         "Session store operations that failed.",
-    )
-    .expect("valid metric definition");
-    r.register(Box::new(store_errors.clone()))
-        .expect("metric names are unique");
+    );
     let store_up = IntGauge::new(
         "cloakroom_store_up",
         "1 while the session store answers, 0 while it cannot be reached.",
@@ -270,6 +280,17 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "cloakroom_jar_rejected_total",
             "Upstream Set-Cookies dropped, by reason.",
             &["reason"],
+        ),
+        connections_refused: counter_vec(
+            &r,
+            "cloakroom_connections_refused_total",
+            "Client connections accepted and closed at once, by reason (max_connections, per_client).",
+            &["reason"],
+        ),
+        connections_reclaimed: counter(
+            &r,
+            "cloakroom_connections_reclaimed_total",
+            "Idle keep-alive client connections closed to admit a new one at max_connections.",
         ),
         registry: r,
     }

@@ -205,33 +205,141 @@ async fn s3_idle_client_connections_are_closed_on_h1_and_h2() {
     assert!(ended.is_ok(), "an idle HTTP/2 connection must be closed");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn s3_max_connections_bounds_concurrent_clients() {
-    let up = Upstream::start("app").await;
-    let proxy = proxy_to(&up, &["max_connections = 2"]).await;
-    let mut first = proxy.h1().await;
-    let second = proxy.tls(&[b"http/1.1"]).await;
-    let r = send1(&mut first, get("localhost", "/").body(empty()).unwrap()).await;
-    assert_eq!(r.status, StatusCode::OK);
-
-    let config = proxy.client_config(&[b"http/1.1"]);
-    let third = tokio::spawn(tls_connect(proxy.https_addr, "localhost", config));
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    assert!(
-        !third.is_finished(),
-        "a third connection was served while two were open"
-    );
-
-    drop(second);
-    let third = within(10, "third connection after one closed", third)
+/// A TLS connection (ALPN `http/1.1`) from the loopback address `src`.
+async fn tls_from(proxy: &TestProxy, src: [u8; 4]) -> std::io::Result<Tls> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind((std::net::Ipv4Addr::from(src), 0).into())?;
+    let tcp = socket.connect(proxy.https_addr).await?;
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    tokio_rustls::TlsConnector::from(proxy.client_config(&[b"http/1.1"]))
+        .connect(name, tcp)
         .await
-        .unwrap();
-    let r = send1(
-        &mut h1_over(third.unwrap()).await,
-        get("localhost", "/").body(empty()).unwrap(),
+}
+
+/// Whether a connection from `src` is served: a request on it gets 200.
+async fn served_from(proxy: &TestProxy, src: [u8; 4]) -> Option<H1> {
+    let tls = within(10, "TLS connect", tls_from(proxy, src)).await.ok()?;
+    let mut h1 = h1_over(tls).await;
+    let req = get("localhost", "/").body(empty()).unwrap();
+    let ok = within(10, "request", h1.send_request(req)).await;
+    matches!(ok, Ok(r) if r.status() == StatusCode::OK).then_some(h1)
+}
+
+/// The value of one series in the admin listener's `/metrics`.
+async fn metric(proxy: &TestProxy, series: &str) -> f64 {
+    let (_, text) = support::replicas::admin(proxy, "GET", "/metrics").await;
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_at_max_connections_the_longest_idle_connection_makes_room() {
+    let up = Upstream::start("app").await;
+    // A short head timeout makes the watchdog sample idleness every 250 ms.
+    let config = ProxyConfig::new()
+        .server("max_connections = 2")
+        .server("request_header_timeout = \"1s\"")
+        .admin()
+        .route(&up.url(), "");
+    let proxy = TestProxy::start(&config).await;
+    let mut first = served_from(&proxy, [127, 0, 0, 1]).await.expect("first");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let mut second = served_from(&proxy, [127, 0, 0, 1]).await.expect("second");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+
+    // At the cap with both idle: a third is served, and the longest idle
+    // (the first) is closed to make room.
+    let _third = served_from(&proxy, [127, 0, 0, 1])
+        .await
+        .expect("a third connection is served at the cap");
+    within(10, "the first connection closes", first.ready())
+        .await
+        .expect_err("the longest-idle connection was closed");
+    let r = send1(&mut second, get("localhost", "/").body(empty()).unwrap()).await;
+    assert_eq!(r.status, StatusCode::OK, "the more recent one stays");
+    assert_eq!(
+        metric(&proxy, "cloakroom_connections_reclaimed_total").await,
+        1.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_at_max_connections_with_nothing_idle_a_new_one_is_refused_at_once() {
+    let up = Upstream::start("app").await;
+    let config = ProxyConfig::new()
+        .server("max_connections = 2")
+        .admin()
+        .route(&up.url(), "");
+    let proxy = TestProxy::start(&config).await;
+    // Two connections, each with a request in flight for 5 s.
+    let mut busy = Vec::new();
+    for _ in 0..2 {
+        let mut h1 = proxy.h1().await;
+        let req = get("localhost", "/slow?ms=5000").body(empty()).unwrap();
+        busy.push(tokio::spawn(async move { h1.send_request(req).await }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Refused at once: accepted and closed, not left in the backlog.
+    let third = within(
+        3,
+        "a refused connection ends",
+        tls_from(&proxy, [127, 0, 0, 1]),
     )
     .await;
-    assert_eq!(r.status, StatusCode::OK);
+    assert!(
+        third.is_err(),
+        "a third connection was served while two were busy"
+    );
+    let refused = "cloakroom_connections_refused_total{reason=\"max_connections\"}";
+    assert_eq!(metric(&proxy, refused).await, 1.0);
+    // The busy ones finish; then there is room again.
+    for b in busy {
+        let r = within(10, "busy request", b).await.unwrap().unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    assert!(served_from(&proxy, [127, 0, 0, 1]).await.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_one_address_at_its_cap_does_not_keep_another_out() {
+    let up = Upstream::start("app").await;
+    let config = ProxyConfig::new()
+        .server("max_connections_per_client = 3")
+        .server("trusted_proxies = [\"127.0.0.4\"]")
+        .admin()
+        .route(&up.url(), "");
+    let proxy = TestProxy::start(&config).await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(
+            served_from(&proxy, [127, 0, 0, 2])
+                .await
+                .expect("under the cap"),
+        );
+    }
+    let fourth = within(
+        3,
+        "a refused connection ends",
+        tls_from(&proxy, [127, 0, 0, 2]),
+    )
+    .await;
+    assert!(fourth.is_err(), "127.0.0.2 opened a fourth connection");
+    assert!(
+        served_from(&proxy, [127, 0, 0, 3]).await.is_some(),
+        "another address is served while 127.0.0.2 holds its cap"
+    );
+    // A trusted proxy carries many clients: no per-address cap.
+    for n in 0..5 {
+        let c = served_from(&proxy, [127, 0, 0, 4]).await;
+        held.push(c.unwrap_or_else(|| panic!("trusted proxy connection {n}")));
+    }
+    let refused = "cloakroom_connections_refused_total{reason=\"per_client\"}";
+    assert_eq!(metric(&proxy, refused).await, 1.0);
+    // Closing one gives the address its place back.
+    held.remove(0);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(served_from(&proxy, [127, 0, 0, 2]).await.is_some());
 }
 
 /// User plus system CPU time of a process, from `/proc/PID/stat`.

@@ -55,6 +55,8 @@ pub struct Server {
     pub upstream_connect_timeout: Duration,
     pub upstream_response_timeout: Duration,
     pub max_connections: usize,
+    /// Open connections from one peer address outside `trusted_proxies`.
+    pub max_connections_per_client: usize,
     pub shutdown_grace: Duration,
     pub hsts: Option<HeaderValue>,
 }

@@ -40,6 +40,7 @@ pub(crate) struct RawServer {
     pub upstream_connect_timeout: S<String>,
     pub upstream_response_timeout: S<String>,
     pub max_connections: S<i64>,
+    pub max_connections_per_client: S<i64>,
     pub shutdown_grace: S<String>,
     pub hsts: S<String>,
 }

@@ -338,6 +338,13 @@ impl Ctx<'_> {
                 1,
                 1_000_000,
             ) as usize,
+            max_connections_per_client: self.count(
+                "server.max_connections_per_client",
+                r.max_connections_per_client,
+                512,
+                1,
+                1_000_000,
+            ) as usize,
             shutdown_grace: self.duration("server.shutdown_grace", r.shutdown_grace, "30s"),
             hsts,
         }

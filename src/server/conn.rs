@@ -16,6 +16,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
+use super::admission::Ticket;
 use super::supervise::{drive, Activity, Graceful, InFlight, Limits, Tracked};
 use super::Drain;
 use crate::config::Server;
@@ -24,7 +25,13 @@ use crate::proxy::{self, ConnInfo};
 use crate::reply::ProxyBody;
 use crate::state::Shared;
 
-pub(super) async fn serve_tls(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>, drain: Drain) {
+pub(super) async fn serve_tls(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    ticket: Ticket,
+    shared: Arc<Shared>,
+    drain: Drain,
+) {
     let _guard = drain.track();
     let state = shared.state();
     let server = state.config.server.clone();
@@ -60,6 +67,7 @@ pub(super) async fn serve_tls(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shar
         false => http1_limits(&server),
     };
     let activity = Activity::new(&limits);
+    ticket.attach(&activity);
     let io = TokioIo::new(Tracked {
         inner: tls,
         activity: activity.clone(),

@@ -1,21 +1,25 @@
 //! Listeners: the HTTPS accept loop (TLS handshake, then HTTP/1.1 or HTTP/2
 //! by ALPN) and the optional plain-HTTP redirect listener. Connections are
-//! counted against `max_connections` and drained on shutdown. Other plain
-//! HTTP services (the admin API) are handed to [`accept`] and
-//! [`serve_plain`] by the caller; this module does not name them.
+//! admitted against `max_connections` and `max_connections_per_client`
+//! ([`admission`]) and drained on shutdown. Other plain HTTP services (the
+//! admin API) are handed to [`accept`] and [`serve_plain`] by the caller;
+//! this module does not name them.
 
+pub mod admission;
 mod conn;
 mod drain;
 mod redirect;
 mod supervise;
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 
 use crate::state::Shared;
+use admission::{Admission, Ticket};
 
 pub use conn::serve_plain;
 pub use drain::Drain;
@@ -24,12 +28,17 @@ pub use drain::Drain;
 pub async fn accept_https(
     listener: TcpListener,
     shared: Arc<Shared>,
-    limit: Arc<Semaphore>,
+    admission: Arc<Admission>,
     drain: Drain,
 ) {
-    accept(listener, limit, drain.clone(), move |tcp, peer| {
-        conn::serve_tls(tcp, peer, shared.clone(), drain.clone())
-    })
+    let policy = per_client_policy(shared.clone());
+    accept(
+        listener,
+        admission,
+        policy,
+        drain.clone(),
+        move |tcp, peer, ticket| conn::serve_tls(tcp, peer, ticket, shared.clone(), drain.clone()),
+    )
     .await
 }
 
@@ -37,43 +46,74 @@ pub async fn accept_https(
 pub async fn accept_redirect(
     listener: TcpListener,
     shared: Arc<Shared>,
-    limit: Arc<Semaphore>,
+    admission: Arc<Admission>,
     drain: Drain,
 ) {
-    accept(listener, limit, drain.clone(), move |tcp, _peer| {
-        redirect::serve(tcp, shared.clone(), drain.clone())
-    })
+    let policy = per_client_policy(shared.clone());
+    accept(
+        listener,
+        admission,
+        policy,
+        drain.clone(),
+        move |tcp, _peer, ticket| {
+            let serve = redirect::serve(tcp, shared.clone(), drain.clone());
+            async move {
+                serve.await;
+                drop(ticket);
+            }
+        },
+    )
     .await
 }
 
-/// Accepts connections on `listener` and spawns `serve` for each, holding
-/// one of `limit`'s permits per open connection, until the drain begins.
-/// The admin listener is run through this with its own service.
-pub async fn accept<F, Fut>(listener: TcpListener, limit: Arc<Semaphore>, drain: Drain, serve: F)
-where
-    F: Fn(tokio::net::TcpStream, std::net::SocketAddr) -> Fut,
+/// The per-address cap for a peer under the running config: none for a
+/// peer in `trusted_proxies` (a load balancer carries many clients).
+fn per_client_policy(shared: Arc<Shared>) -> impl Fn(IpAddr) -> Option<usize> {
+    move |ip| {
+        let state = shared.state();
+        let server = &state.config.server;
+        let trusted = server.trusted_proxies.iter().any(|net| net.contains(&ip));
+        (!trusted).then_some(server.max_connections_per_client)
+    }
+}
+
+/// Accepts connections on `listener` until the drain begins, admitting
+/// each through `admission` (with the per-address cap `per_client` gives)
+/// and spawning `serve` with its ticket; a refused connection is closed at
+/// once. The admin listener is run through this with its own service.
+pub async fn accept<P, F, Fut>(
+    listener: TcpListener,
+    admission: Arc<Admission>,
+    per_client: P,
+    drain: Drain,
+    serve: F,
+) where
+    P: Fn(IpAddr) -> Option<usize>,
+    F: Fn(TcpStream, SocketAddr, Ticket) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     let mut stop = drain.subscribe();
     loop {
-        // Waiting for a permit before accepting leaves excess connections in
-        // the kernel's backlog instead of costing us memory.
-        let permit = tokio::select! {
-            p = limit.clone().acquire_owned() => p.expect("the semaphore is never closed"),
-            _ = stop.wait_for(|s| *s) => return,
-        };
         let accepted = tokio::select! {
             r = listener.accept() => r,
             _ = stop.wait_for(|s| *s) => return,
         };
         match accepted {
             Ok((tcp, peer)) => {
+                let ticket = match admission.admit(peer.ip(), per_client(peer.ip())) {
+                    Ok(t) => t,
+                    Err(why) => {
+                        crate::metrics::get()
+                            .connections_refused
+                            .with_label_values(&[why.label()])
+                            .inc();
+                        tracing::debug!(peer = %peer, reason = why.label(), "connection refused");
+                        drop(tcp);
+                        continue;
+                    }
+                };
                 let _ = tcp.set_nodelay(true);
-                let fut = serve(tcp, peer);
-                tokio::spawn(async move {
-                    fut.await;
-                    drop(permit);
-                });
+                tokio::spawn(serve(tcp, peer, ticket));
             }
             Err(e) => {
                 // Out of file descriptors and the like: back off briefly.

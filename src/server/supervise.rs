@@ -12,8 +12,8 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -56,8 +56,17 @@ pub(super) struct Activity {
     /// Requests begun, so the watchdog can tell one pending head from the next.
     begun: AtomicUsize,
     track_heads: bool,
+    /// When the watchdog last saw the connection busy ([`clock_ms`]), for
+    /// admission's longest-idle-first choice.
+    quiet_since: AtomicU64,
     order: AtomicU8,
     waker: AtomicWaker,
+}
+
+/// Milliseconds on a process-wide monotonic clock.
+fn clock_ms(at: Instant) -> u64 {
+    static START: LazyLock<Instant> = LazyLock::new(Instant::now);
+    at.saturating_duration_since(*START).as_millis() as u64
 }
 
 impl Activity {
@@ -71,6 +80,7 @@ impl Activity {
             head_pending: AtomicBool::new(track_heads),
             begun: AtomicUsize::new(0),
             track_heads,
+            quiet_since: AtomicU64::new(clock_ms(Instant::now())),
             order: AtomicU8::new(RUN),
             waker: AtomicWaker::new(),
         })
@@ -100,6 +110,24 @@ impl Activity {
         self.begun.fetch_add(1, Ordering::Relaxed);
         self.head_pending.store(false, Ordering::Relaxed);
         Busy(self.clone())
+    }
+
+    /// When the connection went quiet, if it is idle now: nothing in
+    /// flight, no request head arriving, not already told to stop.
+    pub(super) fn idle_since(&self) -> Option<u64> {
+        let idle = self.in_flight.load(Ordering::Relaxed) == 0
+            && !(self.track_heads && self.head_pending.load(Ordering::Relaxed))
+            && self.order.load(Ordering::Relaxed) == RUN;
+        idle.then(|| self.quiet_since.load(Ordering::Relaxed))
+    }
+
+    /// Asks the connection to finish: an idle HTTP/1.1 connection closes,
+    /// a busy one closes after its response (`Connection: close`), HTTP/2
+    /// sends GOAWAY and closes when its streams end.
+    pub(super) fn shut_down_gracefully(&self) {
+        if self.order.load(Ordering::Relaxed) == RUN {
+            self.tell(GRACEFUL);
+        }
     }
 
     fn tell(&self, order: u8) {
@@ -283,6 +311,7 @@ async fn watchdog(activity: Arc<Activity>, limits: Limits, mut stop: watch::Rece
                     || activity.in_flight.load(Ordering::Relaxed) > 0
                 {
                     quiet_since = now;
+                    activity.quiet_since.store(clock_ms(now), Ordering::Relaxed);
                 } else if now.duration_since(quiet_since) >= limits.idle {
                     tracing::debug!("closing idle client connection");
                     return activity.tell(CLOSE);
