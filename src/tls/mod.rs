@@ -7,6 +7,12 @@
 //! when it nears its end ([`selfsigned`] has the rules). Each build also
 //! reports every configured certificate's notAfter ([`Certificates`]), for
 //! `cloakroom_tls_certificate_expiry_timestamp_seconds`.
+//!
+//! Cipher suites are chosen in the server's order ([`CIPHER_SUITES`]), as
+//! Mozilla's "intermediate" profile lists them: AES-128-GCM first in TLS
+//! 1.3, then for TLS 1.2 only forward-secret AEAD suites (ECDHE with
+//! AES-GCM, then ChaCha20-Poly1305). No CBC, no RSA key exchange, no TLS
+//! 1.0/1.1 (rustls has none of them).
 
 mod der;
 pub mod selfsigned;
@@ -24,6 +30,24 @@ use rustls::ServerConfig;
 use crate::config::{HostPattern, Tls, TlsVersion};
 
 pub use sni::SniResolver;
+
+/// The suites offered, most preferred first; the server's order wins over
+/// the client's. AES-128-GCM costs less than AES-256-GCM on AES-NI hardware
+/// for the same forward-secret AEAD guarantee.
+pub static CIPHER_SUITES: &[rustls::SupportedCipherSuite] = {
+    use rustls::crypto::ring::cipher_suite::*;
+    &[
+        TLS13_AES_128_GCM_SHA256,
+        TLS13_AES_256_GCM_SHA384,
+        TLS13_CHACHA20_POLY1305_SHA256,
+        TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+        TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+        TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+        TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+        TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+        TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+    ]
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -113,11 +137,15 @@ pub fn server_config(tls: &Tls) -> Result<Certificates, TlsError> {
         TlsVersion::V1_2 => &[&rustls::version::TLS13, &rustls::version::TLS12],
         TlsVersion::V1_3 => &[&rustls::version::TLS13],
     };
-    let mut config =
-        ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_protocol_versions(versions)?
-            .with_no_client_auth()
-            .with_cert_resolver(Arc::new(resolver));
+    let provider = rustls::crypto::CryptoProvider {
+        cipher_suites: CIPHER_SUITES.to_vec(),
+        ..rustls::crypto::ring::default_provider()
+    };
+    let mut config = ServerConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(versions)?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(resolver));
+    config.ignore_client_order = true;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Certificates {
         config: Arc::new(config),
