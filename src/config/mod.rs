@@ -122,6 +122,8 @@ pub struct Session {
     pub secret_file: PathBuf,
     pub touch_interval: Duration,
     pub max_sessions: usize,
+    /// Sessions one client address may create per minute.
+    pub max_new_sessions_per_client: u32,
     pub max_jar_bytes: usize,
     pub passive_paths: Vec<String>,
 }

@@ -77,6 +77,7 @@ pub(crate) struct RawSession {
     pub secret_file: S<String>,
     pub touch_interval: S<String>,
     pub max_sessions: S<i64>,
+    pub max_new_sessions_per_client: S<i64>,
     pub max_jar_bytes: S<i64>,
     pub passive_paths: S<Vec<Spanned<String>>>,
 }

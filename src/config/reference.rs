@@ -102,6 +102,7 @@ pub const KEYS: &[KeyDoc] = &[
     k("session.secret_file", Str, r#""data/secret.key""#, "Key file used when the env var is unset; created with mode 0600 if missing."),
     k("session.touch_interval", Dur, r#""60s""#, "Last-seen is written to the store at most this often per session; must be shorter than `idle_timeout`."),
     k("session.max_sessions", Ty::Integer { min: 1, max: 1 << 32 }, "1000000", "Cap on sessions: at the cap the longest-idle anonymous sessions are evicted (never ones with an identity), else 503. A reload applies it at the next session created."),
+    k("session.max_new_sessions_per_client", Ty::Integer { min: 1, max: 60_000 }, "600", "Sessions one client address may create per minute (the `X-Forwarded-For` client behind `trusted_proxies`; IPv6 per /64); beyond it the response is replaced by 429 with `Retry-After` and no session is made."),
     k("session.max_jar_bytes", Ty::Integer { min: 64, max: 16 << 20 }, "65536", "Cap on one session's stored upstream cookies, per route."),
     k("session.passive_paths", List, "[]", "Path prefixes whose requests do not refresh the idle clock (background polling)."),
     k("store.backend", Ty::Choice(&["embedded", "redis", "memory"]), r#""embedded""#, "`embedded`: SQLite file `store.path`, survives restarts; `memory`: nothing survives a restart; `redis`: replicas share sessions. The other `[store]` keys but `path` are read only by `redis` (a warning otherwise)."),

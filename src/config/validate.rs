@@ -469,6 +469,13 @@ impl Ctx<'_> {
                 1,
                 1 << 32,
             ) as usize,
+            max_new_sessions_per_client: self.count(
+                "session.max_new_sessions_per_client",
+                r.max_new_sessions_per_client,
+                600,
+                1,
+                60_000,
+            ) as u32,
             max_jar_bytes: self.count(
                 "session.max_jar_bytes",
                 r.max_jar_bytes,

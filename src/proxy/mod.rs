@@ -104,6 +104,9 @@ pub struct Ctx<'a> {
     /// A browser navigation, noted before the request goes upstream: an
     /// upstream failure then gets an HTML page, not plain text.
     pub navigation: bool,
+    /// The client: the peer, or behind `trusted_proxies` the address they
+    /// forwarded for (set when the upstream request is built).
+    pub client_ip: std::net::IpAddr,
 }
 
 impl<'a> Ctx<'a> {
@@ -132,6 +135,7 @@ impl<'a> Ctx<'a> {
             user_agent: None,
             login_submission: false,
             navigation: false,
+            client_ip: conn.peer.ip(),
         }
     }
 
@@ -246,6 +250,10 @@ async fn serve<'a>(
     // Only an upstream failure reads it, but the request is gone by then;
     // a method compare and an `Accept` scan, no allocation.
     ctx.navigation = headers::is_navigation(&ctx.method, req.headers());
+    // Behind a trusted proxy, the client it forwarded for (one comparison
+    // per trusted network otherwise).
+    let trusted = &ctx.state.config.server.trusted_proxies;
+    ctx.client_ip = headers::forwarded_client(req.headers(), ctx.conn.peer.ip(), trusted);
     let client_upgrade = ctx.websocket.then(|| hyper::upgrade::on(&mut req));
     forward::build(ctx, route, &mut req)?;
 

@@ -33,7 +33,7 @@ pub async fn upstream(
             path: &ctx.path,
             login_submission: ctx.login_submission,
             status,
-            client_ip: ctx.conn.peer.ip(),
+            client_ip: ctx.client_ip,
             user_agent: ctx.user_agent.as_ref(),
             now: ctx.now.unwrap_or_else(now_ms),
         };

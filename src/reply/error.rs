@@ -7,6 +7,8 @@ use http::{header, HeaderValue, Response, StatusCode};
 
 use super::body::ProxyBody;
 use super::{html, json, pages, plain};
+use crate::session::capture::CaptureError;
+use crate::session::limit::RetryAfter;
 use crate::session::StoreError;
 use crate::upstream::UpstreamError;
 
@@ -38,6 +40,20 @@ pub enum ProxyError {
     /// `max_sessions` with nothing to evict (503, SPEC §7.3).
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// `session.max_new_sessions_per_client`: retry after this many seconds.
+    #[error("too many new sessions from this client")]
+    TooManyNewSessions(u64),
+}
+
+impl From<CaptureError> for ProxyError {
+    fn from(e: CaptureError) -> Self {
+        match e {
+            CaptureError::Store(e) => ProxyError::Store(e),
+            CaptureError::TooManyNewSessions(RetryAfter(secs)) => {
+                ProxyError::TooManyNewSessions(secs)
+            }
+        }
+    }
 }
 
 impl ProxyError {
@@ -53,6 +69,7 @@ impl ProxyError {
             ProxyError::Unauthenticated => StatusCode::UNAUTHORIZED,
             ProxyError::CsrfRejected => StatusCode::FORBIDDEN,
             ProxyError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::TooManyNewSessions(_) => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -101,6 +118,9 @@ impl ProxyError {
             }
             ProxyError::Store(_) => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            ProxyError::TooManyNewSessions(secs) => {
+                h.insert(header::RETRY_AFTER, HeaderValue::from(*secs));
             }
             _ => {}
         }

@@ -16,6 +16,7 @@ use http::StatusCode;
 
 use super::audit::audit;
 use super::jar::Stored;
+use super::limit::RetryAfter;
 use super::manager::{Found, Manager};
 use super::request::SessionState;
 use super::setcookie::{rewrite_for_browser, SetCookie};
@@ -44,6 +45,16 @@ fn app_logout(auth: &Auth, path: &str, status: StatusCode) -> bool {
     (status.is_success() || status.is_redirection()) && under_any(&auth.logout_paths, path)
 }
 
+/// Why a response's session effects could not be applied.
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// `session.max_new_sessions_per_client`: no session was made.
+    #[error("client is creating sessions too fast (retry after {} s)", .0 .0)]
+    TooManyNewSessions(RetryAfter),
+}
+
 /// The facts of one exchange the response side needs.
 pub struct Exchange<'a, S> {
     pub manager: &'a Manager<S>,
@@ -55,6 +66,8 @@ pub struct Exchange<'a, S> {
     pub login_submission: bool,
     /// The upstream's status (a logout path ends the session on success).
     pub status: StatusCode,
+    /// The client: the peer, or behind `trusted_proxies` the address they
+    /// forwarded for (session records, the new-session limit).
     pub client_ip: std::net::IpAddr,
     pub user_agent: Option<&'a HeaderValue>,
     pub now: u64,
@@ -67,7 +80,7 @@ impl<S: SessionStore + 'static> Exchange<'_, S> {
         &self,
         sess: &mut SessionState,
         headers: &mut HeaderMap,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), CaptureError> {
         let cfg = self.config;
         if !has_effects(&cfg.auth, self.path, self.status, headers) {
             return Ok(());
@@ -128,7 +141,7 @@ impl<S: SessionStore + 'static> Exchange<'_, S> {
         sess: &mut SessionState,
         mut session: Arc<Session>,
         rotate: bool,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), CaptureError> {
         let session_cfg = &self.config.session;
         let route = Some(self.route.name.as_str());
         match sess.live.take() {
@@ -154,6 +167,14 @@ impl<S: SessionStore + 'static> Exchange<'_, S> {
                 }
             }
             None => {
+                self.manager
+                    .new_sessions
+                    .take(
+                        self.client_ip,
+                        session_cfg.max_new_sessions_per_client,
+                        self.now,
+                    )
+                    .map_err(CaptureError::TooManyNewSessions)?;
                 let (id, key) = self
                     .manager
                     .create(&mut session, session_cfg, route)

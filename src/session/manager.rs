@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::audit::audit;
 use super::codec::{Keyring, SessionId, SessionKey, VerifyCache};
+use super::limit::NewSessionLimit;
 use super::now_ms;
 use super::store::{Keyed, SessionStore, StoreError};
 use super::{Ended, Session};
@@ -16,6 +17,8 @@ use crate::config::Session as SessionConfig;
 pub struct Manager<S> {
     pub store: S,
     pub keys: Keyring,
+    /// `session.max_new_sessions_per_client`, across reloads.
+    pub new_sessions: NewSessionLimit,
 }
 
 /// A live session found from the request's cookie.
@@ -46,7 +49,11 @@ pub enum Lookup {
 
 impl<S: SessionStore + 'static> Manager<S> {
     pub fn new(store: S, keys: Keyring) -> Self {
-        Manager { store, keys }
+        Manager {
+            store,
+            keys,
+            new_sessions: NewSessionLimit::default(),
+        }
     }
 
     /// Tries each cookie value; the first that verifies and names a live

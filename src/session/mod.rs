@@ -17,6 +17,7 @@ mod cookie_date;
 pub mod cookies;
 pub mod csrf;
 pub mod jar;
+pub mod limit;
 pub mod manager;
 pub mod request;
 pub mod setcookie;

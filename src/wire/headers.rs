@@ -94,6 +94,36 @@ pub fn has_any_token(headers: &HeaderMap, name: &HeaderName, tokens: &[&str]) ->
         })
 }
 
+/// The client a request came from: `peer`, or when `peer` is one of the
+/// `trusted` proxies, the right-most `X-Forwarded-For` address that is not
+/// itself trusted (the left part of the list is the client's to write, so
+/// it is never believed past the first untrusted hop). An address that
+/// does not parse ends the walk at the last trusted hop.
+pub fn forwarded_client(
+    headers: &HeaderMap,
+    peer: std::net::IpAddr,
+    trusted: &[ipnet::IpNet],
+) -> std::net::IpAddr {
+    let is_trusted = |ip: &std::net::IpAddr| trusted.iter().any(|n| n.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let mut client = peer;
+    for field in headers.get_all(&X_FORWARDED_FOR).iter().rev() {
+        let Ok(text) = field.to_str() else {
+            return client;
+        };
+        for hop in text.rsplit(',') {
+            match hop.trim().parse::<std::net::IpAddr>() {
+                Ok(ip) if is_trusted(&ip) => client = ip,
+                Ok(ip) => return ip,
+                Err(_) => return client,
+            }
+        }
+    }
+    client
+}
+
 /// Sets `X-Forwarded-For/-Proto/-Host` (SPEC §9.2). From a trusted peer the
 /// client's `X-Forwarded-For` is appended to and `-Proto`/`-Host` are kept
 /// when present; from any other peer all three are replaced.
@@ -191,6 +221,47 @@ pub fn accepts_html(headers: &HeaderMap) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn forwarded_client_trusts_only_trusted_hops() {
+        let trusted: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        let with = |xff: &[&str]| {
+            let mut h = HeaderMap::new();
+            for v in xff {
+                h.append(&X_FORWARDED_FOR, HeaderValue::from_str(v).unwrap());
+            }
+            h
+        };
+        // An untrusted peer: its header is ignored.
+        let h = with(&["203.0.113.9"]);
+        assert_eq!(
+            forwarded_client(&h, ip("198.51.100.1"), &trusted),
+            ip("198.51.100.1")
+        );
+        // Through a trusted proxy: the right-most untrusted address.
+        let h = with(&["1.2.3.4, 203.0.113.9, 10.0.0.2"]);
+        assert_eq!(
+            forwarded_client(&h, ip("10.0.0.1"), &trusted),
+            ip("203.0.113.9")
+        );
+        // Split over two fields, read as one list.
+        let h = with(&["1.2.3.4", "203.0.113.7"]);
+        assert_eq!(
+            forwarded_client(&h, ip("10.0.0.1"), &trusted),
+            ip("203.0.113.7")
+        );
+        // Garbage stops the walk at the last trusted hop; no header: the peer.
+        let h = with(&["1.2.3.4, bogus, 10.0.0.3"]);
+        assert_eq!(
+            forwarded_client(&h, ip("10.0.0.1"), &trusted),
+            ip("10.0.0.3")
+        );
+        assert_eq!(
+            forwarded_client(&HeaderMap::new(), ip("10.0.0.1"), &trusted),
+            ip("10.0.0.1")
+        );
+    }
+
     use super::*;
 
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
