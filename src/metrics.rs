@@ -27,7 +27,8 @@ pub struct Metrics {
     pub tls_handshakes: IntCounterVec,
     pub jar_rejected: IntCounterVec,
     /// `cloakroom_connections_refused_total{reason}`: accepted and closed at
-    /// once (`max_connections` with nothing idle, `max_connections_per_client`).
+    /// once (`max_connections` with nothing idle, `max_connections_per_client`)
+    /// or cut off (`h2_flood`: GOAWAY `ENHANCE_YOUR_CALM`).
     pub connections_refused: IntCounterVec,
     /// Idle keep-alive connections closed to admit a new one at the cap.
     pub connections_reclaimed: IntCounter,
@@ -284,7 +285,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         connections_refused: counter_vec(
             &r,
             "cloakroom_connections_refused_total",
-            "Client connections accepted and closed at once, by reason (max_connections, per_client).",
+            "Client connections refused at once (max_connections, per_client) or cut off for abuse (h2_flood), by reason.",
             &["reason"],
         ),
         connections_reclaimed: counter(

@@ -17,6 +17,7 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use super::admission::Ticket;
+use super::h2guard::H2Guard;
 use super::supervise::{drive, Activity, Graceful, InFlight, Limits, Tracked};
 use super::Drain;
 use crate::config::Server;
@@ -68,10 +69,6 @@ pub(super) async fn serve_tls(
     };
     let activity = Activity::new(&limits);
     ticket.attach(&activity);
-    let io = TokioIo::new(Tracked {
-        inner: tls,
-        activity: activity.clone(),
-    });
     let info = Arc::new(ConnInfo::new(peer));
     let act = activity.clone();
     let svc = service_fn(move |req| {
@@ -86,9 +83,17 @@ pub(super) async fn serve_tls(
     });
     let stop = drain.subscribe();
     if h2 {
+        let io = TokioIo::new(Tracked {
+            inner: H2Guard::new(tls),
+            activity: activity.clone(),
+        });
         let conn = http2_builder(&server).serve_connection(io, svc);
         drive(conn, activity, limits, stop).await;
     } else {
+        let io = TokioIo::new(Tracked {
+            inner: tls,
+            activity: activity.clone(),
+        });
         let conn = http1_builder(&server)
             .serve_connection(io, svc)
             .with_upgrades();
