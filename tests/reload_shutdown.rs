@@ -251,6 +251,9 @@ async fn s2_sigterm_drains_in_flight_requests_then_exits_0() {
 
     let r = within(10, "the in-flight request", slow).await.unwrap();
     assert_eq!(r.status, StatusCode::OK);
+    // Told the connection is going away, a keep-alive client does not
+    // send its next request on it.
+    assert_eq!(r.header("connection"), Some("close"), "{:?}", r.headers);
     let r2 = within(10, "the in-flight h2 request", slow2).await.unwrap();
     assert_eq!(r2.status, StatusCode::OK);
     assert_eq!(r.echo().uri, "/slow?ms=1500");
@@ -333,4 +336,69 @@ async fn s2_open_websockets_do_not_hold_up_shutdown() {
     )
     .await;
     assert!(matches!(n, Ok(0) | Err(_)), "the tunnel is closed at exit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s2_a_hundred_reloads_under_keep_alive_load_fail_no_request() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    let up = Upstream::start("app").await;
+    let config = routed_to(&up)
+        .admin()
+        .env("CLOAKROOM_ADMIN_TOKEN", support::replicas::TOKEN);
+    let proxy = TestProxy::start(&config).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let mut clients = Vec::new();
+    // Two HTTP/1.1 and two HTTP/2 clients, each on one keep-alive connection.
+    for n in 0..4 {
+        let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
+        let h1 = (n < 2).then(|| proxy.h1());
+        let mut h1 = match h1 {
+            Some(f) => Some(f.await),
+            None => None,
+        };
+        let mut h2 = match h1 {
+            None => Some(proxy.h2().await),
+            Some(_) => None,
+        };
+        let origin = proxy.origin();
+        clients.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let req = http::Request::get(format!("{origin}/"))
+                    .header(http::header::HOST, "localhost")
+                    .body(empty())
+                    .unwrap();
+                let status = match (&mut h1, &mut h2) {
+                    (Some(c), _) => c.send_request(req).await.map(|r| r.status()),
+                    (_, Some(c)) => c.send_request(req).await.map(|r| r.status()),
+                    _ => unreachable!(),
+                };
+                match status {
+                    Ok(StatusCode::OK) => ok.fetch_add(1, Ordering::Relaxed),
+                    _ => failed.fetch_add(1, Ordering::Relaxed),
+                };
+            }
+        }));
+    }
+    // `POST /reload` answers when the reload is done (SIGHUPs sent this
+    // fast would merge).
+    for n in 0..100 {
+        let (status, body) = support::replicas::admin(&proxy, "POST", "/reload").await;
+        assert_eq!(status, 200, "reload {n}: {body}");
+    }
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        within(10, "a client", c).await.unwrap();
+    }
+    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    assert_eq!(
+        failed,
+        0,
+        "{failed} of {} requests failed across 100 reloads",
+        ok + failed
+    );
+    assert!(ok > 100, "only {ok} requests were sent");
+    eprintln!("100 reloads: {ok} requests, 0 failed");
 }
