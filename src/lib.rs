@@ -28,6 +28,9 @@
 //! config                           proxy.toml → validated Config, once
 //! wire, metrics, net               pure HTTP helpers, Prometheus, socket writes
 //! ```
+//!
+//! `fuzzing` (hidden) stands beside the layers: entry points for the fuzz
+//! targets, calling into session, upstream, config, route and wire.
 
 #![forbid(unsafe_code)]
 
@@ -36,6 +39,8 @@ pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod identity;
 pub mod metrics;
 pub mod net;

@@ -33,6 +33,8 @@ use crate::config::Config;
 use crate::net::SendLone;
 
 mod h1;
+#[doc(hidden)]
+pub use h1::decode_buffered;
 pub mod probe;
 
 /// A body error from either client path.
