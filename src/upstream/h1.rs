@@ -496,6 +496,45 @@ impl LeanBody {
     }
 }
 
+/// Parses a whole upstream response held in `bytes`, the second part
+/// arriving after `split` bytes and then the connection closing: its
+/// status and body length. For the fuzz target `upstream_h1`
+/// (`src/fuzzing.rs`), which drives the same parser and decoder the proxy
+/// uses on a socket.
+#[doc(hidden)]
+pub fn decode_buffered(bytes: &[u8], split: usize, is_head: bool) -> Result<(u16, u64), H1Error> {
+    let split = split.min(bytes.len());
+    let mut buf = BytesMut::from(&bytes[..split]);
+    let mut rest = Some(&bytes[split..]);
+    let (head, len) = loop {
+        match parse_head(&buf)? {
+            Some(found) => break found,
+            None if buf.len() > MAX_HEAD_BYTES => return Err(H1Error::Invalid("head too large")),
+            None => match rest.take() {
+                Some(more) => buf.extend_from_slice(more),
+                None => return Err(H1Error::Closed),
+            },
+        }
+    };
+    buf.advance(len);
+    let (mut decode, _keep) = framing(is_head, &head)?;
+    let mut body = 0u64;
+    loop {
+        let eof = rest.is_none();
+        match decode.step(&mut buf, eof)? {
+            Step::Data(b) => {
+                assert!(!b.is_empty(), "the decoder produced an empty chunk");
+                body += b.len() as u64;
+            }
+            Step::End => return Ok((head.status.as_u16(), body)),
+            Step::More => match rest.take() {
+                Some(more) => buf.extend_from_slice(more),
+                None => unreachable!("the decoder asked for more after the close"),
+            },
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -677,44 +716,5 @@ mod tests {
         }
         let many: String = (0..=MAX_HEADERS).map(|i| format!("X-{i}: 1\r\n")).collect();
         assert!(parse_head(format!("HTTP/1.1 200 OK\r\n{many}\r\n").as_bytes()).is_err());
-    }
-}
-
-/// Parses a whole upstream response held in `bytes`, the second part
-/// arriving after `split` bytes and then the connection closing: its
-/// status and body length. For the fuzz target `upstream_h1`
-/// (`src/fuzzing.rs`), which drives the same parser and decoder the proxy
-/// uses on a socket.
-#[doc(hidden)]
-pub fn decode_buffered(bytes: &[u8], split: usize, is_head: bool) -> Result<(u16, u64), H1Error> {
-    let split = split.min(bytes.len());
-    let mut buf = BytesMut::from(&bytes[..split]);
-    let mut rest = Some(&bytes[split..]);
-    let (head, len) = loop {
-        match parse_head(&buf)? {
-            Some(found) => break found,
-            None if buf.len() > MAX_HEAD_BYTES => return Err(H1Error::Invalid("head too large")),
-            None => match rest.take() {
-                Some(more) => buf.extend_from_slice(more),
-                None => return Err(H1Error::Closed),
-            },
-        }
-    };
-    buf.advance(len);
-    let (mut decode, _keep) = framing(is_head, &head)?;
-    let mut body = 0u64;
-    loop {
-        let eof = rest.is_none();
-        match decode.step(&mut buf, eof)? {
-            Step::Data(b) => {
-                assert!(!b.is_empty(), "the decoder produced an empty chunk");
-                body += b.len() as u64;
-            }
-            Step::End => return Ok((head.status.as_u16(), body)),
-            Step::More => match rest.take() {
-                Some(more) => buf.extend_from_slice(more),
-                None => unreachable!("the decoder asked for more after the close"),
-            },
-        }
     }
 }
