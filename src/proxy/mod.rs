@@ -11,7 +11,8 @@
 //! 4. **guard** ([`guard`]) — an identity where the route requires one,
 //!    the CSRF origin check; an admitted request touches the idle clock.
 //! 5. **upstream request** ([`forward::build`]) — built in place, in the one
-//!    safe order (SPEC §9.2).
+//!    safe order (SPEC §9.2); with `provider = "form"`, a login form's body
+//!    is read ahead for its user field ([`crate::auth::form`]).
 //! 6. **send** ([`forward::send`]) — the pooled client; failures are 502/504
 //!    (a small HTML page when the request was a browser navigation).
 //! 7. **respond** ([`respond`]) — the session decision on the response, the
@@ -104,6 +105,9 @@ pub struct Ctx<'a> {
     /// A browser navigation, noted before the request goes upstream: an
     /// upstream failure then gets an HTML page, not plain text.
     pub navigation: bool,
+    /// `provider = "form"`: the user a login form submitted names, bound
+    /// if the app answers with a success redirect (SPEC §8.4a).
+    pub form_user: Option<String>,
 }
 
 impl<'a> Ctx<'a> {
@@ -132,6 +136,7 @@ impl<'a> Ctx<'a> {
             user_agent: None,
             login_submission: false,
             navigation: false,
+            form_user: None,
         }
     }
 
@@ -248,6 +253,16 @@ async fn serve<'a>(
     ctx.navigation = headers::is_navigation(&ctx.method, req.headers());
     let client_upgrade = ctx.websocket.then(|| hyper::upgrade::on(&mut req));
     forward::build(ctx, route, &mut req)?;
+    // The app's own login form is looked into on its way (SPEC §8.4a).
+    let (req, form_user) = crate::auth::form::read_login(
+        &cfg.auth,
+        &ctx.method,
+        &ctx.path,
+        cfg.server.request_header_timeout,
+        req,
+    )
+    .await;
+    ctx.form_user = form_user;
 
     // 6. send
     let resp = forward::send(ctx, route, req).await?;
