@@ -667,3 +667,68 @@ async fn readme_form_provider_example_is_accepted_and_works_with_the_legacy_app(
     let r = b.get("/logout").await;
     assert!(clears_session(&r));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s8_4a_an_http2_login_form_is_read_and_forwarded_unchanged() {
+    let (rec, proxy) = recorded().await;
+    let ok = scripted_login(302, Some("/dashboard"));
+    let body = b"password=p%40ss&username=erin".to_vec();
+    for sized in [true, false] {
+        let mut h2 = proxy.h2().await;
+        let sent = match sized {
+            true => full(body.clone()),
+            false => chunked(&body),
+        };
+        let req = Request::post(format!("{}{ok}", proxy.origin()))
+            .header(header::ORIGIN, proxy.origin())
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(sent)
+            .unwrap();
+        let r = support::send2(&mut h2, req).await;
+        assert_eq!(r.status, StatusCode::FOUND);
+        assert_eq!(rec.last().sha256, sha256(&body), "sized={sized}");
+        let cookie = session_set_cookie(&r).expect("a session for erin");
+        let mut b = Browser::new(&proxy);
+        b.set_session(&cookie.value);
+        assert_eq!(whoami(&mut b).await, (true, Value::from("erin")));
+    }
+}
+
+/// `first`, a pause of `gap`, then `rest`, with no length.
+fn paused(first: &[u8], gap: std::time::Duration, rest: &[u8]) -> Body {
+    let parts = [Bytes::copy_from_slice(first), Bytes::copy_from_slice(rest)];
+    let frames = futures_util::stream::unfold(0usize, move |i| {
+        let part = parts.get(i).cloned();
+        async move {
+            if i == 1 {
+                tokio::time::sleep(gap).await;
+            }
+            part.map(|p| (Ok::<_, Infallible>(Frame::data(p)), i + 1))
+        }
+    });
+    StreamBody::new(frames).boxed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s8_4a_a_login_body_slower_than_the_read_limit_streams_on_and_binds_nothing() {
+    let rec = Recorder::start().await;
+    let cfg = ProxyConfig::new()
+        .server("request_header_timeout = \"1s\"")
+        .raw(FORM)
+        .route(&rec.url(), "");
+    let proxy = TestProxy::start(&cfg).await;
+    let ok = scripted_login(302, Some("/dashboard"));
+    let (first, rest) = (&b"username=alice&pass"[..], &b"word=x"[..]);
+    let gap = std::time::Duration::from_millis(2500);
+    let mut b = Browser::new(&proxy);
+    let ct = "application/x-www-form-urlencoded";
+    let r = post(&mut b, &ok, ct, paused(first, gap, rest)).await;
+    assert_eq!(r.status, StatusCode::FOUND);
+    assert_eq!(rec.last().sha256, sha256(&[first, rest].concat()));
+    assert_eq!(whoami(&mut b).await, (false, Value::Null));
+    // The same body without the pause binds.
+    let mut b = Browser::new(&proxy);
+    let r = post(&mut b, &ok, ct, paused(first, Default::default(), rest)).await;
+    assert_eq!(r.status, StatusCode::FOUND);
+    assert_eq!(whoami(&mut b).await, (true, Value::from("alice")));
+}

@@ -5,11 +5,12 @@
 //! `application/x-www-form-urlencoded` or `multipart/form-data` is read
 //! into a bounded buffer, at most [`CAPTURE_LIMIT`] bytes, and then sent on
 //! as the very frames that were read ([`RequestBody::replay`]): the app
-//! gets the client's bytes unchanged. A body that grows past the limit,
-//! stalls past `server.request_header_timeout`, or fails, streams on
-//! unread and binds nothing; so does one arriving while [`MAX_CAPTURES`]
-//! others are being read (the buffers an attacker can make the proxy hold
-//! are capped at `MAX_CAPTURES × CAPTURE_LIMIT`, 16 MiB).
+//! gets the client's bytes unchanged. A body that grows past the limit, is
+//! not all there within `server.request_header_timeout` of the read's
+//! start, or fails, streams on with the rest unread and binds nothing; so
+//! does one arriving while [`MAX_CAPTURES`] others are being read (the
+//! buffers an attacker can make the proxy hold are capped at
+//! `MAX_CAPTURES × CAPTURE_LIMIT`, 16 MiB, each for a bounded time).
 //!
 //! Of a complete body only the value of `auth.form_user_field` is kept,
 //! and only as a candidate: [`crate::session::capture`] binds it when the
@@ -17,8 +18,10 @@
 //! must appear exactly once, since apps disagree on which of two wins (PHP
 //! takes the last, Flask the first): with two, an attacker could log in as
 //! themselves and be bound as someone else. The password and every other
-//! field are never decoded into values the proxy keeps, never logged, and
-//! the contiguous copy parsed here is wiped when parsing ends.
+//! field are never decoded into values the proxy keeps, and never logged.
+//! The contiguous copy a urlencoded body is parsed from is wiped when
+//! parsing ends; the frames themselves (shared with the upstream request)
+//! and multer's working buffer are freed, not wiped.
 //!
 //! urlencoded bodies are split on `&` and the first `=` (the WHATWG
 //! `application/x-www-form-urlencoded` parser) and only the field names and
@@ -75,7 +78,7 @@ pub async fn read_login(
     auth: &Auth,
     method: &Method,
     path: &str,
-    stall_limit: Duration,
+    read_limit: Duration,
     req: Request<Incoming>,
 ) -> (Request<RequestBody>, Option<String>) {
     let kind = (auth.provider == Provider::Form
@@ -100,42 +103,53 @@ pub async fn read_login(
         return (req.map(RequestBody::Client), None);
     };
     let (parts, body) = req.into_parts();
-    let read = read_bounded(body, CAPTURE_LIMIT, stall_limit).await;
-    let user = match &read.end {
-        End::Complete => {
-            let mut flat = Zeroizing::new(Vec::with_capacity(read.len));
-            for chunk in &read.data {
-                flat.extend_from_slice(chunk);
-            }
-            match field_value(&kind, &flat, &auth.form_user_field).await {
-                Ok(user) => Some(user),
-                Err(e) => {
-                    tracing::info!(path, reason = %e, "login form names no user; nothing will be bound");
-                    None
-                }
-            }
+    let read = read_bounded(body, CAPTURE_LIMIT, read_limit).await;
+    let user = user_of(&read, &kind, &auth.form_user_field, path).await;
+    let body = match read.end {
+        End::Complete => RequestBody::replay(read.data, read.trailers, None, None),
+        End::Failed(e) => RequestBody::replay(read.data, None, Some(e), None),
+        End::OverLimit | End::TimedOut => {
+            RequestBody::replay(read.data, None, None, Some(read.rest))
         }
+    };
+    (Request::from_parts(parts, body), user)
+}
+
+/// The user field of a body read whole; `None` (logged without values)
+/// for one that was not, or that names no user.
+async fn user_of(read: &Read, kind: &FormKind, field: &str, path: &str) -> Option<String> {
+    match &read.end {
+        End::Complete => {}
         End::OverLimit => {
             tracing::debug!(
                 path,
                 "login form over the capture limit; streamed on unread"
             );
-            None
+            return None;
         }
-        End::Stalled => {
-            tracing::info!(path, "login form body stalled; streamed on unread");
-            None
+        End::TimedOut => {
+            tracing::info!(path, "login form body too slow; streamed on unread");
+            return None;
         }
-        End::Failed(_) => None,
+        End::Failed(_) => return None,
+    }
+    let parsed = match kind {
+        FormKind::UrlEncoded => {
+            let mut flat = Zeroizing::new(Vec::with_capacity(read.len));
+            for chunk in &read.data {
+                flat.extend_from_slice(chunk);
+            }
+            urlencoded_value(&flat, field)
+        }
+        FormKind::Multipart(boundary) => {
+            multipart_value(read.data.iter().cloned(), boundary, field).await
+        }
     };
-    let body = match read.end {
-        End::Complete => RequestBody::replay(read.data, read.trailers, None, None),
-        End::Failed(e) => RequestBody::replay(read.data, None, Some(e), None),
-        End::OverLimit | End::Stalled => {
-            RequestBody::replay(read.data, None, None, Some(read.rest))
-        }
-    };
-    (Request::from_parts(parts, body), user)
+    parsed
+        .inspect_err(|e| {
+            tracing::info!(path, reason = %e, "login form names no user; nothing will be bound");
+        })
+        .ok()
 }
 
 /// The form encoding a `Content-Type` names, if one of the two.
@@ -156,7 +170,7 @@ enum End {
     /// The whole body is in `data` (and `trailers`), within the limit.
     Complete,
     OverLimit,
-    Stalled,
+    TimedOut,
     Failed(hyper::Error),
 }
 
@@ -168,15 +182,16 @@ struct Read {
     end: End,
 }
 
-/// Reads frames until the body ends, passes `limit` bytes, fails, or no
-/// frame has come for `stall_limit`.
-async fn read_bounded(mut body: Incoming, limit: usize, stall_limit: Duration) -> Read {
+/// Reads frames until the body ends, passes `limit` bytes, fails, or
+/// `time_limit` has passed.
+async fn read_bounded(mut body: Incoming, limit: usize, time_limit: Duration) -> Read {
+    let deadline = tokio::time::Instant::now() + time_limit;
     let mut data = Vec::new();
     let mut len = 0usize;
     let mut trailers = None;
     let end = loop {
-        let frame = match tokio::time::timeout(stall_limit, body.frame()).await {
-            Err(_) => break End::Stalled,
+        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+            Err(_) => break End::TimedOut,
             Ok(None) => break End::Complete,
             Ok(Some(Err(e))) => break End::Failed(e),
             Ok(Some(Ok(frame))) => frame,
@@ -209,7 +224,10 @@ async fn read_bounded(mut body: Incoming, limit: usize, stall_limit: Duration) -
 pub async fn field_value(kind: &FormKind, body: &[u8], field: &str) -> Result<String, FormError> {
     match kind {
         FormKind::UrlEncoded => urlencoded_value(body, field),
-        FormKind::Multipart(boundary) => multipart_value(body, boundary, field).await,
+        FormKind::Multipart(boundary) => {
+            let chunk = Bytes::copy_from_slice(body);
+            multipart_value(std::iter::once(chunk), boundary, field).await
+        }
     }
 }
 
@@ -244,10 +262,12 @@ fn urlencoded_value(body: &[u8], field: &str) -> Result<String, FormError> {
 /// `multipart/form-data` (RFC 7578): each part's `Content-Disposition`
 /// name; the user field's bytes must be UTF-8 (the charset browsers send
 /// for a UTF-8 page, and the one RFC 7578 §5.1 recommends).
-async fn multipart_value(body: &[u8], boundary: &str, field: &str) -> Result<String, FormError> {
-    let chunk = Bytes::copy_from_slice(body);
-    let stream =
-        futures_util::stream::once(std::future::ready(Ok::<_, std::convert::Infallible>(chunk)));
+async fn multipart_value(
+    body: impl Iterator<Item = Bytes> + Send,
+    boundary: &str,
+    field: &str,
+) -> Result<String, FormError> {
+    let stream = futures_util::stream::iter(body.map(Ok::<_, std::convert::Infallible>));
     let mut parts = multer::Multipart::new(stream, boundary);
     let mut found = None;
     while let Some(part) = parts.next_field().await.map_err(FormError::Multipart)? {
