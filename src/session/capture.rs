@@ -276,7 +276,7 @@ impl<'a, S: SessionStore + 'static> Exchange<'a, S> {
     /// logged without the value.
     fn bind_user(&self, session: &mut Session, user: &str, source: &'static str) -> bool {
         if !Identity::valid_value(user) {
-            tracing::warn!(route = %self.route.name, source, "refused a login: the user is empty, over 256 bytes or holds control characters");
+            tracing::warn!(route = %self.route.name, source, "refused a login from the {source}: the user is empty, over 256 bytes or holds control characters");
             return false;
         }
         if session.user() == Some(user) {
