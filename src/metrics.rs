@@ -26,6 +26,9 @@ pub struct Metrics {
     pub store_up: IntGauge,
     pub tls_handshakes: IntCounterVec,
     pub jar_rejected: IntCounterVec,
+    /// `cloakroom_login_forms_unread_total{reason}`: login forms the form
+    /// provider forwarded without reading (SPEC §8.4a), so they bound nothing.
+    pub login_forms_unread: IntCounterVec,
     /// `cloakroom_config_reloads_total{result}`: see [`Metrics::config_reloads`].
     reloads_ok: IntCounter,
     reloads_error: IntCounter,
@@ -269,6 +272,12 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             &r,
             "cloakroom_jar_rejected_total",
             "Upstream Set-Cookies dropped, by reason.",
+            &["reason"],
+        ),
+        login_forms_unread: counter_vec(
+            &r,
+            "cloakroom_login_forms_unread_total",
+            "Login forms forwarded unread (provider = \"form\"), so binding nothing, by reason: busy, too_large, too_slow.",
             &["reason"],
         ),
         registry: r,

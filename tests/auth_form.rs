@@ -126,6 +126,14 @@ async fn record(
     Ok(resp.body(full(json.to_string())).unwrap())
 }
 
+/// `cloakroom_login_forms_unread_total{reason}` on the admin listener.
+async fn unread(proxy: &TestProxy, reason: &str) -> Option<String> {
+    let (status, text) = support::replicas::admin(proxy, "GET", "/metrics").await;
+    assert_eq!(status, 200);
+    let series = format!("cloakroom_login_forms_unread_total{{reason=\"{reason}\"}}");
+    support::replicas::metric(&text, &series)
+}
+
 fn sha256(b: &[u8]) -> Vec<u8> {
     ring::digest::digest(&ring::digest::SHA256, b)
         .as_ref()
@@ -329,7 +337,7 @@ async fn s8_3_a_required_route_sends_the_browser_to_the_apps_login_form() {
 /// A proxy with the form provider in front of a recorder.
 async fn recorded() -> (Recorder, TestProxy) {
     let rec = Recorder::start().await;
-    let cfg = ProxyConfig::new().raw(FORM).route(&rec.url(), "");
+    let cfg = ProxyConfig::new().admin().raw(FORM).route(&rec.url(), "");
     let proxy = TestProxy::start(&cfg).await;
     (rec, proxy)
 }
@@ -544,6 +552,8 @@ async fn s8_4a_a_body_over_64_kib_streams_on_unchanged_and_binds_nothing() {
         grown < 16 * 1024,
         "peak RSS grew {grown} KiB for 48 MiB bodies"
     );
+    // Each body over the limit, sized or not, is counted.
+    assert_eq!(unread(&proxy, "too_large").await, Some("6".into()));
 }
 
 #[test]
@@ -713,6 +723,7 @@ fn paused(first: &[u8], gap: std::time::Duration, rest: &[u8]) -> Body {
 async fn s8_4a_a_login_body_slower_than_the_read_limit_streams_on_and_binds_nothing() {
     let rec = Recorder::start().await;
     let cfg = ProxyConfig::new()
+        .admin()
         .server("request_header_timeout = \"1s\"")
         .raw(FORM)
         .route(&rec.url(), "");
@@ -726,6 +737,7 @@ async fn s8_4a_a_login_body_slower_than_the_read_limit_streams_on_and_binds_noth
     assert_eq!(r.status, StatusCode::FOUND);
     assert_eq!(rec.last().sha256, sha256(&[first, rest].concat()));
     assert_eq!(whoami(&mut b).await, (false, Value::Null));
+    assert_eq!(unread(&proxy, "too_slow").await, Some("1".into()));
     // The same body without the pause binds.
     let mut b = Browser::new(&proxy);
     let r = post(&mut b, &ok, ct, paused(first, Default::default(), rest)).await;

@@ -91,10 +91,12 @@ pub async fn read_login(
     };
     // A declared length past the limit is not worth a buffer.
     if req.body().size_hint().lower() > CAPTURE_LIMIT as u64 {
+        unread("too_large");
         tracing::debug!(path, "login form over the capture limit; forwarded unread");
         return (req.map(RequestBody::Client), None);
     }
     let Ok(_permit) = CAPTURES.try_acquire() else {
+        unread("busy");
         tracing::warn!(
             path,
             limit = MAX_CAPTURES,
@@ -121,6 +123,7 @@ async fn user_of(read: &Read, kind: &FormKind, field: &str, path: &str) -> Optio
     match &read.end {
         End::Complete => {}
         End::OverLimit => {
+            unread("too_large");
             tracing::debug!(
                 path,
                 "login form over the capture limit; streamed on unread"
@@ -128,6 +131,7 @@ async fn user_of(read: &Read, kind: &FormKind, field: &str, path: &str) -> Optio
             return None;
         }
         End::TimedOut => {
+            unread("too_slow");
             tracing::info!(path, "login form body too slow; streamed on unread");
             return None;
         }
@@ -150,6 +154,13 @@ async fn user_of(read: &Read, kind: &FormKind, field: &str, path: &str) -> Optio
             tracing::info!(path, reason = %e, "login form names no user; nothing will be bound");
         })
         .ok()
+}
+
+fn unread(reason: &str) {
+    crate::metrics::get()
+        .login_forms_unread
+        .with_label_values(&[reason])
+        .inc();
 }
 
 /// The form encoding a `Content-Type` names, if one of the two.
