@@ -277,7 +277,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         login_forms_unread: counter_vec(
             &r,
             "cloakroom_login_forms_unread_total",
-            "Login forms forwarded unread (provider = \"form\"), so binding nothing, by reason: busy, too_large, too_slow.",
+            "Login forms forwarded unread (provider = \"form\"), so binding nothing, by reason: cross_site, busy, too_large, too_slow.",
             &["reason"],
         ),
         registry: r,

@@ -449,6 +449,26 @@ async fn s8_4a_ambiguous_refused_or_foreign_forms_bind_nothing() {
         .expect("a refused login is logged");
     let logs = all_logs(&proxy);
     assert!(!logs.contains(&long) && !logs.contains("mallory"), "{logs}");
+    // A form from another site (login CSRF) is forwarded, unread.
+    for (origin, fetch_site) in [
+        (Some("https://evil.test"), None),
+        (None, Some("cross-site")),
+    ] {
+        let mut b = Browser::new(&proxy);
+        let mut req = b.request_from(Method::POST, &ok, origin);
+        if let Some(site) = fetch_site {
+            req = req.header("sec-fetch-site", site);
+        }
+        let req = req
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(full("username=alice&password=x"))
+            .unwrap();
+        let r = b.send(req).await;
+        assert_eq!(r.status, StatusCode::FOUND, "{origin:?}");
+        assert_eq!(rec.last().sha256, sha256(b"username=alice&password=x"));
+        assert_eq!(whoami(&mut b).await, (false, Value::Null), "{origin:?}");
+    }
+    assert_eq!(unread(&proxy, "cross_site").await, Some("2".into()));
     // Only a POST to a login path is read: elsewhere nothing binds.
     let mut b = Browser::new(&proxy);
     let r = b

@@ -74,10 +74,14 @@ pub enum FormError {
 
 /// The request on its way upstream, and the user its form names, when the
 /// request is a login form submission under `provider = "form"`.
+/// `cross_site`: the form came from another site (the CSRF rule of SPEC
+/// §9.6 refuses its `Origin`); binding its user would log this browser in
+/// as whoever that site chose (login CSRF), so it is forwarded unread.
 pub async fn read_login(
     auth: &Auth,
     method: &Method,
     path: &str,
+    cross_site: bool,
     read_limit: Duration,
     req: Request<Incoming>,
 ) -> (Request<RequestBody>, Option<String>) {
@@ -89,6 +93,14 @@ pub async fn read_login(
     let Some(kind) = kind else {
         return (req.map(RequestBody::Client), None);
     };
+    if cross_site {
+        unread("cross_site");
+        tracing::info!(
+            path,
+            "login form from another site; forwarded unread, nothing will be bound"
+        );
+        return (req.map(RequestBody::Client), None);
+    }
     // A declared length past the limit is not worth a buffer.
     if req.body().size_hint().lower() > CAPTURE_LIMIT as u64 {
         unread("too_large");

@@ -38,9 +38,10 @@ use http::{Method, Request, Response, Uri, Version};
 use http_body::Body;
 use hyper::body::Incoming;
 
-use crate::config::Route;
+use crate::config::{Provider, Route};
 use crate::reply::{ProxyBody, ProxyError};
 use crate::session::cookies::{CookieCounts, CookieScan};
+use crate::session::csrf::csrf;
 use crate::session::{now_ms, SessionState, VerifyCache};
 use crate::state::{Shared, State};
 use crate::telemetry;
@@ -252,12 +253,18 @@ async fn serve<'a>(
     // a method compare and an `Accept` scan, no allocation.
     ctx.navigation = headers::is_navigation(&ctx.method, req.headers());
     let client_upgrade = ctx.websocket.then(|| hyper::upgrade::on(&mut req));
+    // Judged on the client's own `Origin`, before it is translated: a login
+    // form posted from another site binds nothing (login CSRF).
+    let cross_site = cfg.auth.provider == Provider::Form
+        && ctx.method == Method::POST
+        && csrf(&cfg.csrf, &ctx.method, req.headers(), ctx.host()).is_err();
     forward::build(ctx, route, &mut req)?;
     // The app's own login form is looked into on its way (SPEC §8.4a).
     let (req, form_user) = crate::auth::form::read_login(
         &cfg.auth,
         &ctx.method,
         &ctx.path,
+        cross_site,
         cfg.server.request_header_timeout,
         req,
     )
