@@ -191,6 +191,8 @@ impl Fixture {
             path: PATH,
             login_submission: false,
             status: http::StatusCode::OK,
+            form_user: None,
+            host: "localhost",
             client_ip: [127, 0, 0, 1].into(),
             user_agent: None,
             now,

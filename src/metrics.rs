@@ -32,6 +32,9 @@ pub struct Metrics {
     pub connections_refused: IntCounterVec,
     /// Idle keep-alive connections closed to admit a new one at the cap.
     pub connections_reclaimed: IntCounter,
+    /// `cloakroom_login_forms_unread_total{reason}`: login forms the form
+    /// provider forwarded without reading (SPEC §8.4a), so they bound nothing.
+    pub login_forms_unread: IntCounterVec,
     /// `cloakroom_config_reloads_total{result}`: see [`Metrics::config_reloads`].
     reloads_ok: IntCounter,
     reloads_error: IntCounter,
@@ -292,6 +295,12 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             &r,
             "cloakroom_connections_reclaimed_total",
             "Idle keep-alive client connections closed to admit a new one at max_connections.",
+        ),
+        login_forms_unread: counter_vec(
+            &r,
+            "cloakroom_login_forms_unread_total",
+            "Login forms forwarded unread (provider = \"form\"), so binding nothing, by reason: cross_site, busy, too_large, too_slow.",
+            &["reason"],
         ),
         registry: r,
     }

@@ -1,7 +1,12 @@
 //! The proxy's own endpoints under `/.cloakroom/` (SPEC §8.3, §8.7):
 //! `GET session` (who am I), `POST logout`, and `GET login`, which with the
-//! `upstream` and `none` providers sends the browser to the app's own login
-//! page. Anything else under the prefix is 404.
+//! `upstream`, `form` and `none` providers sends the browser to the app's
+//! own login page. Anything else under the prefix is 404.
+//!
+//! [`form`] is the `form` provider's request side: the app's own login
+//! form, read on its way to the app (SPEC §8.4a).
+
+pub mod form;
 
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -36,7 +41,7 @@ pub async fn serve<S: SessionStore + 'static>(
             })
         }
         "/.cloakroom/login" if read => match config.auth.provider {
-            Provider::None | Provider::Upstream => Ok(app_login(config, query)),
+            Provider::None | Provider::Upstream | Provider::Form => Ok(app_login(config, query)),
             Provider::Local | Provider::Oidc => Err(ProxyError::NotFound),
         },
         _ => Err(ProxyError::NotFound),

@@ -196,6 +196,9 @@ pub const DEFAULT_LOGIN_PATHS: [&str; 8] = [
     "/wp-login.php",
 ];
 
+/// `auth.form_user_field` unset (SPEC §3).
+pub const DEFAULT_FORM_USER_FIELD: &str = "username";
+
 /// `auth.logout_paths` by default: the same frameworks' logout pages.
 pub const DEFAULT_LOGOUT_PATHS: [&str; 7] = [
     "/logout",
@@ -214,6 +217,7 @@ pub enum Provider {
     Local,
     Upstream,
     Oidc,
+    Form,
 }
 
 #[derive(Debug, Clone)]
@@ -227,6 +231,11 @@ pub struct Auth {
     pub login_paths: Vec<String>,
     /// Normalised prefixes, never `/` (SPEC §8.7a).
     pub logout_paths: Vec<String>,
+    /// `form`: the login form field that names the user (SPEC §8.4a).
+    pub form_user_field: String,
+    /// `form`: normalised prefixes of a successful login's redirect; never
+    /// empty with that provider (SPEC §8.4a).
+    pub form_success_paths: Vec<String>,
     pub max_failures_per_user: u32,
     pub max_failures_per_address: u32,
     pub failure_window: Duration,

@@ -108,6 +108,10 @@ fn parsed(text: &str) -> String {
 /// A valid config with one route that sets `d`'s key to `value`.
 fn setting(d: &KeyDoc, value: &str) -> String {
     let (section, key) = (section_of(d.key), leaf(d.key));
+    if d.key == "auth.provider" && value == "\"form\"" {
+        // The form provider requires its success paths (SPEC §8.4a).
+        return format!("[auth]\n{key} = {value}\nform_success_paths = [\"/\"]\n{ROUTE}");
+    }
     if section == "route" {
         format!("{ROUTE}{key} = {value}\n")
     } else {

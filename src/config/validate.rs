@@ -547,6 +547,7 @@ impl Ctx<'_> {
     }
 
     fn auth(&mut self, r: raw::RawAuth) -> Auth {
+        let provider_at = r.provider.as_ref().and_then(at);
         let provider = self.provider(r.provider);
         let login_paths = match r.login_paths {
             None => DEFAULT_LOGIN_PATHS.map(String::from).to_vec(),
@@ -576,9 +577,17 @@ impl Ctx<'_> {
         );
         self.not_built("auth.oidc_scopes", &r.oidc_scopes, oidc);
         self.not_built("auth.oidc_groups_claim", &r.oidc_groups_claim, oidc);
-        let form = "provider = \"form\"";
-        self.not_built("auth.form_user_field", &r.form_user_field, form);
-        self.not_built("auth.form_success_paths", &r.form_success_paths, form);
+        let (form_user_field, form_success_paths) = match provider {
+            Provider::Form => (
+                self.form_user_field(r.form_user_field),
+                self.form_success_paths(r.form_success_paths, provider_at),
+            ),
+            _ => {
+                self.form_only("auth.form_user_field", &r.form_user_field);
+                self.form_only("auth.form_success_paths", &r.form_success_paths);
+                (DEFAULT_FORM_USER_FIELD.to_string(), Vec::new())
+            }
+        };
         let auth = Auth {
             provider,
             users_file: self.path(r.users_file, "users.toml"),
@@ -594,6 +603,8 @@ impl Ctx<'_> {
             ),
             login_paths,
             logout_paths,
+            form_user_field,
+            form_success_paths,
             max_failures_per_user: self.count(
                 "auth.max_failures_per_user",
                 r.max_failures_per_user,
@@ -627,16 +638,16 @@ impl Ctx<'_> {
         auth
     }
 
-    /// Only `none` and `upstream` are built. The SPEC's other providers are
-    /// refused by name rather than accepted and ignored.
+    /// `none`, `upstream` and `form` are built. The SPEC's other providers
+    /// are refused by name rather than accepted and ignored.
     fn provider(&mut self, v: S<String>) -> Provider {
-        const NOT_BUILT: [&str; 3] = ["local", "oidc", "form"];
+        const NOT_BUILT: [&str; 2] = ["local", "oidc"];
         if let Some(p) = v
             .as_ref()
             .filter(|p| NOT_BUILT.contains(&p.get_ref().as_str()))
         {
             let msg = format!(
-                "{:?} is not built yet; this build supports \"none\" and \"upstream\"",
+                "{:?} is not built yet; this build supports \"none\", \"upstream\" and \"form\"",
                 p.get_ref()
             );
             self.err(at(p), "auth.provider", msg);
@@ -646,8 +657,70 @@ impl Ctx<'_> {
             "auth.provider",
             v,
             Provider::None,
-            &[("none", Provider::None), ("upstream", Provider::Upstream)],
+            &[
+                ("none", Provider::None),
+                ("upstream", Provider::Upstream),
+                ("form", Provider::Form),
+            ],
         )
+    }
+
+    /// An `[auth]` key read only by the form provider, set with another.
+    fn form_only<T>(&mut self, key: &str, v: &S<T>) {
+        if let Some(v) = v {
+            let msg = "has no effect: it is read only with auth.provider = \"form\"";
+            self.errs.warn(at(v), key, msg.to_string());
+        }
+    }
+
+    /// `auth.form_user_field`: a form field name, as the form sends it.
+    fn form_user_field(&mut self, v: S<String>) -> String {
+        let Some(v) = v else {
+            return DEFAULT_FORM_USER_FIELD.to_string();
+        };
+        let name = v.get_ref();
+        if name.is_empty() || name.chars().any(|c| c.is_control() || c == '"') {
+            self.err(
+                at(&v),
+                "auth.form_user_field",
+                format!("{name:?} is not a form field name; write the name attribute of the login form's user input, e.g. \"username\" or \"email\""),
+            );
+        }
+        v.into_inner()
+    }
+
+    /// `auth.form_success_paths`, required with `provider = "form"` (SPEC
+    /// §8.4a) and normalised as request paths are.
+    fn form_success_paths(
+        &mut self,
+        v: S<Vec<Spanned<String>>>,
+        provider_at: Option<usize>,
+    ) -> Vec<String> {
+        let key = "auth.form_success_paths";
+        let required = "is required with provider = \"form\" and must not be empty: list the path prefixes of the redirect the app answers a successful login with (e.g. [\"/dashboard\"]), since many apps also redirect after a failed one";
+        let Some(v) = v else {
+            self.err(provider_at, key, required);
+            return Vec::new();
+        };
+        if v.get_ref().is_empty() {
+            self.err(at(&v), key, required);
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        for p in v.into_inner() {
+            match crate::wire::path::normalise_prefix(p.get_ref()) {
+                Some(n) => out.push(n),
+                None => self.err(
+                    at(&p),
+                    key,
+                    format!(
+                        "{:?} is not a path prefix; it must start with '/' and hold no spaces",
+                        p.get_ref()
+                    ),
+                ),
+            }
+        }
+        out
     }
 
     fn identity(&mut self, r: raw::RawIdentity) -> Identity {
@@ -1029,24 +1102,67 @@ mod tests {
 
     #[test]
     fn s3_a_provider_not_built_is_an_error_naming_what_is() {
-        for p in ["local", "oidc", "form"] {
+        for p in ["local", "oidc"] {
             let e = errors(&format!("[auth]\nprovider = \"{p}\"\n{ROUTE}"));
             assert_eq!(e.len(), 1, "{e:?}");
             assert!(e[0].contains(":2: auth.provider: "), "{e:?}");
             assert!(
                 e[0].contains(&format!("\"{p}\" is not built yet"))
-                    && e[0].contains("\"none\" and \"upstream\""),
+                    && e[0].contains("\"none\", \"upstream\" and \"form\""),
                 "{e:?}"
             );
         }
         let e = errors(&format!("[auth]\nprovider = \"ldap\"\n{ROUTE}"));
         assert!(
-            e[0].contains("expected one of \"none\", \"upstream\""),
+            e[0].contains("expected one of \"none\", \"upstream\", \"form\""),
             "{e:?}"
         );
         for p in ["none", "upstream"] {
             assert!(errors(&format!("[auth]\nprovider = \"{p}\"\n{ROUTE}")).is_empty());
         }
+    }
+
+    #[test]
+    fn s8_4a_form_needs_success_paths_and_a_field_name() {
+        let form = |extra: &str| errors(&format!("[auth]\nprovider = \"form\"\n{extra}{ROUTE}"));
+        let e = form("");
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].contains(":2: auth.form_success_paths: is required with provider = \"form\""),
+            "{e:?}"
+        );
+        let e = form("form_success_paths = []\n");
+        assert!(
+            e[0].contains(":3: auth.form_success_paths: is required"),
+            "{e:?}"
+        );
+        let e = form("form_success_paths = [\"dashboard\"]\n");
+        assert!(
+            e[0].contains(":3: auth.form_success_paths: \"dashboard\" is not a path prefix"),
+            "{e:?}"
+        );
+        let e = form("form_success_paths = [\"/dashboard\"]\nform_user_field = \"\"\n");
+        assert!(
+            e[0].contains(":4: auth.form_user_field: \"\" is not a form field name"),
+            "{e:?}"
+        );
+        assert!(form(
+            "form_success_paths = [\"/dashboard/\", \"/a/./b\"]\nform_user_field = \"email\"\n"
+        )
+        .is_empty());
+        let c = Config::parse(
+            Path::new("/x/proxy.toml"),
+            &format!("[auth]\nprovider = \"form\"\nform_success_paths = [\"/dashboard/\", \"/a/./b\"]\n{ROUTE}"),
+        )
+        .unwrap();
+        assert_eq!(c.auth.provider, Provider::Form);
+        assert_eq!(c.auth.form_success_paths, ["/dashboard", "/a/b"]);
+        assert_eq!(c.auth.form_user_field, "username");
+        let w = warnings(&format!("[auth]\nform_success_paths = [\"/d\"]\n{ROUTE}"));
+        assert!(
+            w[0].contains(":2: auth.form_success_paths: has no effect: it is read only with auth.provider = \"form\""),
+            "{w:?}"
+        );
     }
 
     #[test]
@@ -1142,8 +1258,10 @@ mod tests {
             let line = text
                 .lines()
                 .position(|l| l.starts_with(key.split('.').nth(1).unwrap()));
-            let redis_key = key.starts_with("store.redis") || key == "store.key_prefix";
-            let yet = if redis_key { "" } else { " yet" };
+            let built = key.starts_with("store.redis")
+                || key == "store.key_prefix"
+                || key.starts_with("auth.form_");
+            let yet = if built { "" } else { " yet" };
             let want = format!(
                 "/x/proxy.toml:{}: {key}: has no effect{yet}: ",
                 line.unwrap() + 1

@@ -18,7 +18,7 @@ use hyper::body::Incoming;
 use super::{Ctx, ProxyError};
 use crate::config::{CookieMode, Route};
 use crate::session::cookies::{upstream_cookie, CookieCounts};
-use crate::upstream::UpstreamBody;
+use crate::upstream::{RequestBody, UpstreamBody};
 use crate::wire::{headers, origin};
 
 /// Rewrites the client's request into the upstream request, in place (a
@@ -99,7 +99,7 @@ fn upstream_uri(path: &str, query: Option<&str>) -> Result<Uri, ProxyError> {
 pub async fn send(
     ctx: &Ctx<'_>,
     route: &Route,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
 ) -> Result<Response<UpstreamBody>, ProxyError> {
     let state = ctx.state;
     let sent = Instant::now();

@@ -11,7 +11,8 @@
 //! 4. **guard** ([`guard`]) — an identity where the route requires one,
 //!    the CSRF origin check; an admitted request touches the idle clock.
 //! 5. **upstream request** ([`forward::build`]) — built in place, in the one
-//!    safe order (SPEC §9.2).
+//!    safe order (SPEC §9.2); with `provider = "form"`, a login form's body
+//!    is read ahead for its user field ([`crate::auth::form`]).
 //! 6. **send** ([`forward::send`]) — the pooled client; failures are 502/504
 //!    (a small HTML page when the request was a browser navigation).
 //! 7. **respond** ([`respond`]) — the session decision on the response, the
@@ -37,9 +38,10 @@ use http::{Method, Request, Response, Uri, Version};
 use http_body::Body;
 use hyper::body::Incoming;
 
-use crate::config::Route;
+use crate::config::{Provider, Route};
 use crate::reply::{ProxyBody, ProxyError};
 use crate::session::cookies::{CookieCounts, CookieScan};
+use crate::session::csrf::csrf;
 use crate::session::{now_ms, SessionState, VerifyCache};
 use crate::state::{Shared, State};
 use crate::telemetry;
@@ -107,6 +109,9 @@ pub struct Ctx<'a> {
     /// The client: the peer, or behind `trusted_proxies` the address they
     /// forwarded for (set when the upstream request is built).
     pub client_ip: std::net::IpAddr,
+    /// `provider = "form"`: the user a login form submitted names, bound
+    /// if the app answers with a success redirect (SPEC §8.4a).
+    pub form_user: Option<String>,
 }
 
 impl<'a> Ctx<'a> {
@@ -136,6 +141,7 @@ impl<'a> Ctx<'a> {
             login_submission: false,
             navigation: false,
             client_ip: conn.peer.ip(),
+            form_user: None,
         }
     }
 
@@ -255,7 +261,23 @@ async fn serve<'a>(
     let trusted = &ctx.state.config.server.trusted_proxies;
     ctx.client_ip = headers::forwarded_client(req.headers(), ctx.conn.peer.ip(), trusted);
     let client_upgrade = ctx.websocket.then(|| hyper::upgrade::on(&mut req));
+    // Judged on the client's own `Origin`, before it is translated: a login
+    // form posted from another site binds nothing (login CSRF).
+    let cross_site = cfg.auth.provider == Provider::Form
+        && ctx.method == Method::POST
+        && csrf(&cfg.csrf, &ctx.method, req.headers(), ctx.host()).is_err();
     forward::build(ctx, route, &mut req)?;
+    // The app's own login form is looked into on its way (SPEC §8.4a).
+    let (req, form_user) = crate::auth::form::read_login(
+        &cfg.auth,
+        &ctx.method,
+        &ctx.path,
+        cross_site,
+        cfg.server.request_header_timeout,
+        req,
+    )
+    .await;
+    ctx.form_user = form_user;
 
     // 6. send
     let resp = forward::send(ctx, route, req).await?;

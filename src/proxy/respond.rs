@@ -25,7 +25,7 @@ pub async fn upstream(
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let cfg = &ctx.state.config;
     let status = resp.status();
-    if has_effects(&cfg.auth, &ctx.path, status, resp.headers()) {
+    if ctx.form_user.is_some() || has_effects(&cfg.auth, &ctx.path, status, resp.headers()) {
         let exchange = Exchange {
             manager: &ctx.shared.sessions,
             config: cfg,
@@ -33,6 +33,8 @@ pub async fn upstream(
             path: &ctx.path,
             login_submission: ctx.login_submission,
             status,
+            form_user: ctx.form_user.as_deref(),
+            host: ctx.host.to_str().unwrap_or(""),
             client_ip: ctx.client_ip,
             user_agent: ctx.user_agent.as_ref(),
             now: ctx.now.unwrap_or_else(now_ms),

@@ -1,7 +1,13 @@
 //! The session decision taken on an upstream response (SPEC §4.5, §4.6,
-//! §5, §6, §8.4, §8.7a): the upstream's login and logout headers, a logout
-//! path answered with success, every `Set-Cookie` into the jar or rewritten
-//! for the browser, and then, once, create, rotate, save or end the session.
+//! §5, §6, §8.4, §8.4a, §8.7a): the upstream's login and logout headers,
+//! the app's answer to its own login form, a logout path answered with
+//! success, every `Set-Cookie` into the jar or rewritten for the browser,
+//! and then, once, create, rotate, save or end the session.
+//!
+//! Both ways an app names its user — the `upstream` provider's login
+//! header and, with the `form` provider, the user field of its login form
+//! answered with a redirect under `form_success_paths` — bind through one
+//! function ([`Exchange::bind_user`]), with the value rules of §8.4.
 //!
 //! A response that ends the session (the logout header, or a logout path)
 //! stores nothing: the jar-bound `Set-Cookie`s go nowhere, since the jar
@@ -23,7 +29,8 @@ use super::setcookie::{rewrite_for_browser, SetCookie};
 use super::store::{SessionStore, StoreError};
 use super::{Identity, Session};
 use crate::config::{Auth, Config, CookieMode, Provider, Route};
-use crate::wire::path::under_any;
+use crate::wire::origin::location_path;
+use crate::wire::path::{prefix_matches, under_any};
 
 /// Whether a response has anything for [`Exchange::capture`]: most answer
 /// no logout path and carry none of its headers, and a prefix scan and one
@@ -66,6 +73,11 @@ pub struct Exchange<'a, S> {
     pub login_submission: bool,
     /// The upstream's status (a logout path ends the session on success).
     pub status: StatusCode,
+    /// `provider = "form"`: the user field of the login form this request
+    /// submitted ([`crate::auth::form`]), bound only on a success redirect.
+    pub form_user: Option<&'a str>,
+    /// The client's host, validated (a `Location` naming it is this origin).
+    pub host: &'a str,
     /// The client: the peer, or behind `trusted_proxies` the address they
     /// forwarded for (session records, the new-session limit).
     pub client_ip: std::net::IpAddr,
@@ -73,7 +85,7 @@ pub struct Exchange<'a, S> {
     pub now: u64,
 }
 
-impl<S: SessionStore + 'static> Exchange<'_, S> {
+impl<'a, S: SessionStore + 'static> Exchange<'a, S> {
     /// Applies the upstream response's session effects to `sess` and the
     /// response headers.
     pub async fn capture(
@@ -82,7 +94,8 @@ impl<S: SessionStore + 'static> Exchange<'_, S> {
         headers: &mut HeaderMap,
     ) -> Result<(), CaptureError> {
         let cfg = self.config;
-        if !has_effects(&cfg.auth, self.path, self.status, headers) {
+        let form_login = self.form_login(headers);
+        if form_login.is_none() && !has_effects(&cfg.auth, self.path, self.status, headers) {
             return Ok(());
         }
         let login = headers.remove(&cfg.auth.upstream_login_header);
@@ -111,8 +124,12 @@ impl<S: SessionStore + 'static> Exchange<'_, S> {
         // until the store swaps in the new version.
         let draft = Arc::make_mut(&mut session);
         let jar_changed = self.capture_set_cookies(headers, Some(&mut *draft));
-        let identity_changed = match (upstream_auth, login.as_ref()) {
-            (true, Some(v)) => self.bind_login(draft, v),
+        let identity_changed = match (upstream_auth, login.as_ref(), form_login) {
+            (true, Some(v), _) => {
+                let user = v.to_str().map_or("", str::trim);
+                self.bind_user(draft, user, "upstream login header")
+            }
+            (_, _, Some(user)) => self.bind_user(draft, user, "login form"),
             _ => false,
         };
         if !(jar_changed || identity_changed) {
@@ -250,16 +267,39 @@ impl<S: SessionStore + 'static> Exchange<'_, S> {
         changed
     }
 
-    /// Binds the user an upstream login header names; true when the
-    /// identity changed (the session must rotate).
-    fn bind_login(&self, session: &mut Session, value: &HeaderValue) -> bool {
-        let user = match value.to_str() {
-            Ok(u) if Identity::valid_value(u.trim()) => u.trim(),
-            _ => {
-                tracing::warn!(route = %self.route.name, "refused an upstream login header: empty, over 256 bytes or with control characters");
-                return false;
-            }
-        };
+    /// SPEC §8.4a: the login form's user, when the app answered the form
+    /// with a redirect whose path is under `form_success_paths`. A redirect
+    /// to one of `login_paths` never counts (it is how apps say "try
+    /// again", even under a broad success prefix such as `/`).
+    fn form_login(&self, headers: &HeaderMap) -> Option<&'a str> {
+        let auth = &self.config.auth;
+        let user = self.form_user?;
+        if auth.provider != Provider::Form || !self.status.is_redirection() {
+            return None;
+        }
+        let location = headers.get(header::LOCATION)?;
+        let path = location_path(
+            location.as_bytes(),
+            self.path,
+            &self.route.upstream_origin,
+            self.host,
+        )?;
+        let success = auth
+            .form_success_paths
+            .iter()
+            .any(|p| prefix_matches(p, &path));
+        (success && !under_any(&auth.login_paths, &path)).then_some(user)
+    }
+
+    /// Binds the user an app named — its login header or its own login
+    /// form (`source`, for the log) — after §8.4's value rules; true when
+    /// the identity changed (the session must rotate). A refused value is
+    /// logged without the value.
+    fn bind_user(&self, session: &mut Session, user: &str, source: &'static str) -> bool {
+        if !Identity::valid_value(user) {
+            tracing::warn!(route = %self.route.name, source, "refused a login from the {source}: the user is empty, over 256 bytes or holds control characters");
+            return false;
+        }
         if session.user() == Some(user) {
             return false;
         }

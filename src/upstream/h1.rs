@@ -102,7 +102,7 @@ pub struct Failed {
 /// Writes `req` (whose body is empty) and reads the response head.
 pub async fn exchange(
     mut conn: Conn,
-    req: &Request<hyper::body::Incoming>,
+    req: &Request<super::RequestBody>,
 ) -> Result<Exchange, Failed> {
     let fail = |error, answered| Failed { error, answered };
     encode(&mut conn.out, req);
@@ -149,7 +149,7 @@ pub async fn exchange(
 }
 
 /// `METHOD target HTTP/1.1`, the headers as they are, an empty line.
-fn encode(out: &mut Vec<u8>, req: &Request<hyper::body::Incoming>) {
+fn encode(out: &mut Vec<u8>, req: &Request<super::RequestBody>) {
     out.clear();
     out.extend_from_slice(req.method().as_str().as_bytes());
     out.push(b' ');

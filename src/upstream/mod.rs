@@ -32,10 +32,13 @@ use tokio::time::Sleep;
 use crate::config::Config;
 use crate::net::SendLone;
 
+mod body;
 mod h1;
 #[doc(hidden)]
 pub use h1::decode_buffered;
 pub mod probe;
+
+pub use body::RequestBody;
 
 /// A body error from either client path.
 pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
@@ -113,7 +116,7 @@ impl Upstream {
     pub async fn send(
         &self,
         route: usize,
-        req: Request<Incoming>,
+        req: Request<RequestBody>,
         sent: Instant,
         timers: &TimerSlot,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
@@ -143,7 +146,7 @@ impl Upstream {
     async fn lean_exchange(
         &self,
         pool: &Arc<Pool>,
-        req: Request<Incoming>,
+        req: Request<RequestBody>,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
         let mut retried = false;
         loop {
@@ -180,7 +183,7 @@ impl Upstream {
     async fn exchange(
         &self,
         pool: &Arc<Pool>,
-        mut req: Request<Incoming>,
+        mut req: Request<RequestBody>,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
         let mut retried = false;
         loop {
@@ -213,7 +216,7 @@ impl Upstream {
         }
     }
 
-    async fn connect(&self, pool: &Pool) -> Result<SendRequest<Incoming>, UpstreamError> {
+    async fn connect(&self, pool: &Pool) -> Result<SendRequest<RequestBody>, UpstreamError> {
         let tcp = self.connect_tcp(pool).await?;
         let (sender, conn) = http1::Builder::new()
             .handshake(TokioIo::new(SendLone(tcp)))
@@ -276,7 +279,7 @@ struct Pool {
     addr: String,
     /// Oldest first; taken from the back (the most recently used is the
     /// likeliest to still be open).
-    idle: Mutex<VecDeque<Idle<SendRequest<Incoming>>>>,
+    idle: Mutex<VecDeque<Idle<SendRequest<RequestBody>>>>,
     /// The same, for the lean path's connections.
     lean: Mutex<VecDeque<Idle<h1::Conn>>>,
 }
@@ -305,7 +308,7 @@ fn push_idle<C>(list: &Mutex<VecDeque<Idle<C>>>, conn: C) {
 impl Pool {
     /// A connection ready for a request, if one is idle. Closed ones are
     /// dropped; one still finishing its last exchange is left for later.
-    fn checkout(&self) -> Option<SendRequest<Incoming>> {
+    fn checkout(&self) -> Option<SendRequest<RequestBody>> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         // Rare: allocates only when a connection is not ready yet.
         let mut busy = Vec::new();
@@ -334,7 +337,7 @@ impl Pool {
         push_idle(&self.lean, conn);
     }
 
-    fn checkin(&self, sender: SendRequest<Incoming>) {
+    fn checkin(&self, sender: SendRequest<RequestBody>) {
         if !sender.is_closed() {
             push_idle(&self.idle, sender);
         }
@@ -356,7 +359,7 @@ pub struct UpstreamBody {
 #[derive(Debug)]
 enum Inner {
     /// The connection's handle is `None` after an upgrade.
-    Hyper(Incoming, Option<SendRequest<Incoming>>),
+    Hyper(Incoming, Option<SendRequest<RequestBody>>),
     Lean(h1::LeanBody),
 }
 

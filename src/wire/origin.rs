@@ -121,6 +121,63 @@ pub fn rewrite_location(
     HeaderValue::from_maybe_shared(join(HTTPS, own_host.as_bytes(), rest)).ok()
 }
 
+/// SPEC §8.4a: the path a response's `Location` sends the browser to on
+/// this origin, resolved against `request_path` (RFC 3986 §5.2) and
+/// normalised as request paths are; query and fragment dropped. An
+/// absolute URL counts when §9.7 would point it back here (it names the
+/// upstream, or the client's host over `http:`) or it already names
+/// `https://` + the client's host. `None` for anything that leaves this
+/// origin or does not parse.
+pub fn location_path(
+    value: &[u8],
+    request_path: &str,
+    upstream: &UpstreamOrigin,
+    own_host: &str,
+) -> Option<String> {
+    let value = value.trim_ascii();
+    let rewritten = rewrite_location(value, upstream, own_host);
+    let (rest, absolute): (&[u8], bool) = if let Some(r) = rewritten.as_ref() {
+        (r.as_bytes().get(HTTPS.len() + own_host.len()..)?, true)
+    } else if let Some(after) = strip_prefix_ci(value, HTTPS).or(value.strip_prefix(b"//")) {
+        let (authority, rest) = split_authority(after);
+        if !authority.eq_ignore_ascii_case(own_host.as_bytes()) {
+            return None;
+        }
+        (rest, true)
+    } else if has_scheme(value) {
+        return None;
+    } else {
+        (value, false)
+    };
+    let end = memchr::memchr2(b'?', b'#', rest).unwrap_or(rest.len());
+    let path = std::str::from_utf8(&rest[..end]).ok()?;
+    let joined = match path {
+        "" if absolute => "/".to_string(),
+        "" => request_path.to_string(),
+        p if p.starts_with('/') => p.to_string(),
+        // RFC 3986 §5.2.3: merge with the base path's directory.
+        p => {
+            let dir = request_path.rfind('/').map_or("/", |i| &request_path[..=i]);
+            format!("{dir}{p}")
+        }
+    };
+    super::path::normalise(&joined).map(std::borrow::Cow::into_owned)
+}
+
+/// Whether a URI reference starts with a scheme (RFC 3986 §3.1: a letter,
+/// then letters, digits, `+`, `-` or `.`, then `:` before any `/`, `?`
+/// or `#`).
+fn has_scheme(value: &[u8]) -> bool {
+    let Some(colon) = memchr::memchr(b':', value) else {
+        return false;
+    };
+    let scheme = &value[..colon];
+    scheme.first().is_some_and(u8::is_ascii_alphabetic)
+        && scheme
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+}
+
 /// SPEC §9.6a on an upstream request's headers: a same-origin `Origin` or
 /// `Referer` is sent as the upstream's own. `upstream_origin` is
 /// `http://` + the `Host` the upstream is sent, made at load; `None` when
@@ -252,6 +309,43 @@ mod tests {
     use super::*;
 
     const OWN: &str = "app.test:8443";
+
+    #[test]
+    fn s8_4a_location_paths_on_this_origin() {
+        let u = up("127.0.0.1:5000");
+        let path = |v: &str| location_path(v.as_bytes(), "/auth/login", &u, OWN);
+        assert_eq!(path("/dashboard").as_deref(), Some("/dashboard"));
+        assert_eq!(path("/dashboard?x=1#y").as_deref(), Some("/dashboard"));
+        assert_eq!(path("home").as_deref(), Some("/auth/home"));
+        assert_eq!(path("../dashboard").as_deref(), Some("/dashboard"));
+        assert_eq!(path("/dashboard/../login").as_deref(), Some("/login"));
+        assert_eq!(path("?error=1").as_deref(), Some("/auth/login"));
+        assert_eq!(
+            path("http://127.0.0.1:5000/dashboard").as_deref(),
+            Some("/dashboard")
+        );
+        assert_eq!(
+            path("HTTP://app.test:8443/dashboard/x").as_deref(),
+            Some("/dashboard/x")
+        );
+        assert_eq!(
+            path("https://APP.test:8443/dashboard").as_deref(),
+            Some("/dashboard")
+        );
+        assert_eq!(path("//app.test:8443/d").as_deref(), Some("/d"));
+        assert_eq!(path("https://app.test:8443").as_deref(), Some("/"));
+        for away in [
+            "https://evil.test/dashboard",
+            "http://evil.test/dashboard",
+            "//evil.test/dashboard",
+            "https://app.test:9999/dashboard",
+            "javascript:alert(1)",
+            "mailto:x@y",
+            "/a b",
+        ] {
+            assert_eq!(path(away), None, "{away}");
+        }
+    }
 
     fn up(authority: &str) -> UpstreamOrigin {
         UpstreamOrigin::new(authority).unwrap()
