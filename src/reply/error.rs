@@ -34,6 +34,12 @@ pub enum ProxyError {
     Unauthenticated,
     #[error("cross-site request refused")]
     CsrfRejected,
+    /// A bounded pool (password checks) had no room in time: 503.
+    #[error("busy")]
+    Busy,
+    /// A failure of the proxy's own (a task that died): 500, logged.
+    #[error("internal error: {0}")]
+    Internal(String),
     /// The session store failed (503, the cookie kept: SPEC §4.3) or is at
     /// `max_sessions` with nothing to evict (503, SPEC §7.3).
     #[error(transparent)]
@@ -52,7 +58,8 @@ impl ProxyError {
             ProxyError::LoginRequired(_) => StatusCode::FOUND,
             ProxyError::Unauthenticated => StatusCode::UNAUTHORIZED,
             ProxyError::CsrfRejected => StatusCode::FORBIDDEN,
-            ProxyError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::Store(_) | ProxyError::Busy => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -74,6 +81,9 @@ impl ProxyError {
             // ends (`store::outage`); the requests meeting it are counted.
             ProxyError::Store(e) => {
                 tracing::debug!(route, error = %e, cause = ?std::error::Error::source(e), "session store error")
+            }
+            ProxyError::Internal(_) | ProxyError::Busy => {
+                tracing::warn!(route, error = %self, "request failed")
             }
             other => tracing::debug!(route, error = %other, "request refused"),
         }
@@ -99,7 +109,7 @@ impl ProxyError {
             ProxyError::LoginRequired(location) => {
                 h.insert(header::LOCATION, location.clone());
             }
-            ProxyError::Store(_) => {
+            ProxyError::Store(_) | ProxyError::Busy => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             _ => {}

@@ -16,7 +16,7 @@ use http::StatusCode;
 
 use super::audit::audit;
 use super::jar::Stored;
-use super::manager::{Found, Manager};
+use super::manager::Manager;
 use super::request::SessionState;
 use super::setcookie::{rewrite_for_browser, SetCookie};
 use super::store::{SessionStore, StoreError};
@@ -113,53 +113,11 @@ impl<S: SessionStore + 'static> Exchange<'_, S> {
             || (self.login_submission
                 && jar_changed
                 && under_any(&cfg.auth.login_paths, self.path));
-        self.commit(sess, session, rotate).await?;
+        let route = Some(self.route.name.as_str());
+        sess.commit(self.manager, &cfg.session, session, rotate, route)
+            .await?;
         if identity_changed && sess.live.is_some() {
             audit("login", sess.key(), sess.user(), Some(&self.route.name));
-        }
-        Ok(())
-    }
-
-    /// Writes the changed session: under a new id when `rotate`, else under
-    /// its own, or created when the request had none (§4.5). A session that
-    /// ended while the upstream answered is not brought back.
-    async fn commit(
-        &self,
-        sess: &mut SessionState,
-        mut session: Arc<Session>,
-        rotate: bool,
-    ) -> Result<(), StoreError> {
-        let session_cfg = &self.config.session;
-        let route = Some(self.route.name.as_str());
-        match sess.live.take() {
-            Some(found) if rotate => {
-                let rotated = self
-                    .manager
-                    .rotate(&found.key, &mut session, session_cfg, route)
-                    .await?;
-                match rotated {
-                    Some((id, key)) => sess.issued(id, key, session),
-                    None => sess.ended_elsewhere(),
-                }
-            }
-            Some(found) => {
-                if self
-                    .manager
-                    .save(&found.key, &mut session, session_cfg)
-                    .await?
-                {
-                    sess.live = Some(Found { session, ..found });
-                } else {
-                    sess.ended_elsewhere();
-                }
-            }
-            None => {
-                let (id, key) = self
-                    .manager
-                    .create(&mut session, session_cfg, route)
-                    .await?;
-                sess.issued(id, key, session);
-            }
         }
         Ok(())
     }
@@ -239,17 +197,12 @@ impl<S: SessionStore + 'static> Exchange<'_, S> {
                 return false;
             }
         };
-        if session.user() == Some(user) {
-            return false;
-        }
-        session.identity = Some(Identity {
+        let identity = Identity {
             user: user.to_string(),
             email: None,
             groups: Vec::new(),
-        });
-        session.started = self.now;
-        session.last_seen = self.now;
-        true
+        };
+        session.bind(identity, self.now)
     }
 }
 

@@ -128,6 +128,64 @@ impl SessionState {
             .inspect_err(|_| audit("csrf_rejected", self.key(), self.user(), route))
     }
 
+    /// Writes a changed session: under a new id when `rotate`, else under
+    /// its own, or created when the request had none (§4.5). A session that
+    /// ended meanwhile (a logout or revocation elsewhere) is not brought back.
+    /// Every login takes this path, whichever provider made it.
+    pub async fn commit<S: SessionStore + 'static>(
+        &mut self,
+        manager: &Manager<S>,
+        cfg: &SessionConfig,
+        mut session: Arc<Session>,
+        rotate: bool,
+        route: Option<&str>,
+    ) -> Result<(), StoreError> {
+        match self.live.take() {
+            Some(found) if rotate => {
+                match manager.rotate(&found.key, &mut session, cfg, route).await? {
+                    Some((id, key)) => self.issued(id, key, session),
+                    None => self.ended_elsewhere(),
+                }
+            }
+            Some(found) => {
+                if manager.save(&found.key, &mut session, cfg).await? {
+                    self.live = Some(Found { session, ..found });
+                } else {
+                    self.ended_elsewhere();
+                }
+            }
+            None => {
+                let (id, key) = manager.create(&mut session, cfg, route).await?;
+                self.issued(id, key, session);
+            }
+        }
+        Ok(())
+    }
+
+    /// A login by the proxy's own provider (`local`): binds `identity` to
+    /// the request's session, or to a new one made by `fresh`, and rotates
+    /// it ([`Session::bind`], [`SessionState::commit`]: the path an
+    /// upstream login header takes too). True when the session now carries
+    /// the identity; false when it ended elsewhere meanwhile.
+    pub async fn login<S: SessionStore + 'static>(
+        &mut self,
+        manager: &Manager<S>,
+        cfg: &SessionConfig,
+        identity: Identity,
+        now: u64,
+        fresh: impl FnOnce() -> Session,
+        route: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let mut session = match self.live.as_ref() {
+            Some(f) => Arc::clone(&f.session),
+            None => Arc::new(fresh()),
+        };
+        if Arc::make_mut(&mut session).bind(identity, now) {
+            self.commit(manager, cfg, session, true, route).await?;
+        }
+        Ok(self.identity().is_some())
+    }
+
     /// The session now lives under a new id (created or rotated): the
     /// response sends its cookie.
     pub fn issued(&mut self, id: SessionId, key: SessionKey, session: Arc<Session>) {
