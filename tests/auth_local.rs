@@ -170,7 +170,7 @@ fn s2_hash_password_prints_a_phc_string_that_verifies_and_check_accepts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s8_5_s9_5a_the_login_form_is_self_contained_and_carries_a_csrf_token() {
     let app = App::start("app").await;
-    let mut proxy = TestProxy::start(&local(&app, &alice(), "", "")).await;
+    let proxy = TestProxy::start(&local(&app, &alice(), "", "")).await;
     let mut b = Browser::new(&proxy);
     let r = b.get(&format!("{LOGIN}?rd=%2Fdashboard")).await;
     assert_eq!(r.status, 200);
@@ -315,7 +315,7 @@ async fn s8_5_wrong_password_and_unknown_user_are_401_and_bind_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s8_5_a_form_without_its_csrf_token_or_from_another_origin_is_refused() {
     let app = App::start("app").await;
-    let mut proxy = TestProxy::start(&local(&app, &alice(), "", "")).await;
+    let proxy = TestProxy::start(&local(&app, &alice(), "", "")).await;
     let mut b = Browser::new(&proxy);
     let page = b.get(LOGIN).await;
     let token = hidden(&page, "csrf");
@@ -439,7 +439,7 @@ async fn s8_5_an_address_is_locked_out_across_user_names() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s8_5_no_return_path_leaves_the_origin() {
     let app = App::start("app").await;
-    let mut proxy = TestProxy::start(&local(&app, &alice(), "", "")).await;
+    let proxy = TestProxy::start(&local(&app, &alice(), "", "")).await;
     let attempts = [
         "//evil.test",
         "///evil.test",
@@ -512,7 +512,7 @@ async fn s8_5_no_return_path_leaves_the_origin() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s8_3_a_required_route_sends_a_browser_to_the_local_form_and_back() {
     let app = App::start("app").await;
-    let mut proxy = TestProxy::start(&local(&app, &alice(), "", "auth = \"required\"")).await;
+    let proxy = TestProxy::start(&local(&app, &alice(), "", "auth = \"required\"")).await;
     let mut b = Browser::new(&proxy);
     let nav = b
         .request(Method::GET, "/private/page?a=1")
