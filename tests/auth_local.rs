@@ -587,3 +587,67 @@ async fn s2_sighup_reloads_the_users_file_and_keeps_it_when_the_new_one_is_inval
         );
     }
 }
+
+const README_SECTION: &str = "### Local users (provider = \"local\")";
+
+/// The fenced `toml` blocks of README.md's local-users section, verbatim.
+fn readme_toml_blocks() -> Vec<String> {
+    let readme =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+            .unwrap();
+    let section = readme
+        .split_once(README_SECTION)
+        .unwrap_or_else(|| panic!("README.md has no {README_SECTION:?}"))
+        .1;
+    // Up to the next heading (`# ` lines inside code blocks are comments).
+    let section = section.split("\n## ").next().unwrap();
+    let section = section.split("\n### ").next().unwrap();
+    section
+        .split("```toml\n")
+        .skip(1)
+        .map(|b| b.split_once("\n```").expect("a closed block").0.to_string() + "\n")
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readme_local_users_example_is_accepted_by_check_and_logs_in() {
+    let blocks = readme_toml_blocks();
+    let users = blocks
+        .iter()
+        .find(|b| b.starts_with("# users.toml"))
+        .expect("a users.toml block");
+    let proxy_toml = blocks
+        .iter()
+        .find(|b| b.starts_with("# proxy.toml"))
+        .expect("a proxy.toml block");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("users.toml"), users).unwrap();
+    std::fs::write(dir.path().join("proxy.toml"), proxy_toml).unwrap();
+    let out = run_cli(&["check", "--config", "proxy.toml"], dir.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+
+    // The documented passwords are the hashes' passwords; alice signs in
+    // through the README's config (listener, store and upstream moved to
+    // this machine: nothing else changed).
+    let app = App::start("app").await;
+    assert!(proxy_toml.contains("upstream = \"http://127.0.0.1:5000\""));
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"\"\n\n[store]\nbackend = \"memory\"\n\n{}",
+        proxy_toml.replace("http://127.0.0.1:5000", &app.url())
+    );
+    let proxy =
+        TestProxy::start(&ProxyConfig::verbatim(&text).file("users.toml", users.as_str())).await;
+    for (name, password) in [
+        ("alice", "correct horse battery staple"),
+        ("bob", "Tr0ub4dor&3"),
+    ] {
+        let mut b = Browser::new(&proxy);
+        let r = sign_in(&mut b, "?rd=%2Freports", name, password).await;
+        assert_eq!(r.status, 303, "{name}: {}", r.text());
+        assert_eq!(r.header("location"), Some("/reports"));
+        let r = b.get("/reports").await;
+        assert_eq!(r.echo().one("x-forwarded-user"), Some(name));
+    }
+}
