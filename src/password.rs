@@ -37,12 +37,18 @@ const VERIFY_WAIT: Duration = Duration::from_secs(10);
 const FALLBACK_DUMMY: &str =
     "$argon2id$v=19$m=19456,t=2,p=1$R9zxbBh9lNooZ0ni0XF59w$wNGE6sb/yicRMZcWMpIxX1Nxix/uFm/n1Usv1FXlqhQ";
 
+/// Why [`hash`] made no hash.
 #[derive(Debug, thiserror::Error)]
 pub enum PasswordError {
     #[error("the system random number generator failed")]
     Random,
     #[error("argon2 failed")]
     Argon2(#[source] argon2::password_hash::Error),
+}
+
+/// Why [`Verifier::verify`] could not say (a wrong password is `Ok(None)`).
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
     #[error("no password verification slot within {0:?}")]
     Busy(Duration),
     #[error("the password verification task failed")]
@@ -92,10 +98,10 @@ impl Verifier {
         users: Arc<Users>,
         name: String,
         password: String,
-    ) -> Result<Option<User>, PasswordError> {
+    ) -> Result<Option<User>, VerifyError> {
         let permit = tokio::time::timeout(VERIFY_WAIT, Arc::clone(&self.permits).acquire_owned())
             .await
-            .map_err(|_| PasswordError::Busy(VERIFY_WAIT))?
+            .map_err(|_| VerifyError::Busy(VERIFY_WAIT))?
             .expect("the semaphore is never closed");
         let fallback = self.fallback.clone();
         tokio::task::spawn_blocking(move || {
@@ -103,7 +109,7 @@ impl Verifier {
             check(&users, &name, password.as_bytes(), &fallback)
         })
         .await
-        .map_err(PasswordError::Task)
+        .map_err(VerifyError::Task)
     }
 }
 

@@ -651,3 +651,59 @@ async fn readme_local_users_example_is_accepted_by_check_and_logs_in() {
         assert_eq!(r.echo().one("x-forwarded-user"), Some(name));
     }
 }
+
+/// SPEC §8.5 with §9: password checks run on a small blocking pool, so a
+/// burst of logins (here with a costly hash) queues for it while ordinary
+/// proxied requests are answered meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s8_5_a_burst_of_logins_does_not_stall_proxying() {
+    use argon2::password_hash::PasswordHasher;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    // About four times the OWASP cost per check.
+    let params = argon2::Params::new(64 * 1024, 4, 1, None).unwrap();
+    let heavy = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
+        .hash_password_with_salt(b"pw", b"0123456789abcdef")
+        .unwrap()
+        .to_string();
+    let users = format!("[[user]]\nname = \"alice\"\npassword_hash = \"{heavy}\"\n");
+    let app = App::start("app").await;
+    let auth = "max_failures_per_user = 1000\nmax_failures_per_address = 1000";
+    let proxy = TestProxy::start(&local(&app, &users, auth, "")).await;
+    const BURST: usize = 16;
+    let done = Arc::new(AtomicUsize::new(0));
+    let mut browsers = Vec::new();
+    for _ in 0..BURST {
+        let mut b = Browser::new(&proxy);
+        let page = b.get(LOGIN).await;
+        let form = format!(
+            "username=alice&password=wrong&csrf={}",
+            hidden(&page, "csrf")
+        );
+        browsers.push((b, form));
+    }
+    let logins: Vec<_> = browsers
+        .into_iter()
+        .map(|(mut b, form)| {
+            let done = done.clone();
+            tokio::spawn(async move {
+                let r = b.post(LOGIN, &form).await;
+                done.fetch_add(1, Ordering::SeqCst);
+                r.status
+            })
+        })
+        .collect();
+    // Proxied requests are answered while the logins queue for the pool.
+    let mut b = Browser::new(&proxy);
+    for _ in 0..5 {
+        assert_eq!(b.get("/").await.status, 200);
+    }
+    let finished = done.load(Ordering::SeqCst);
+    assert!(
+        finished < BURST,
+        "all {BURST} logins ended before 5 plain requests"
+    );
+    for l in logins {
+        assert_eq!(l.await.unwrap(), 401);
+    }
+}

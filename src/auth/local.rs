@@ -32,7 +32,7 @@ use ring::rand::{SecureRandom, SystemRandom};
 use super::page::{self, Form};
 use super::safe_return_path;
 use crate::config::Config;
-use crate::password::PasswordError;
+use crate::password::VerifyError;
 use crate::reply::{redirect, ProxyBody, ProxyError};
 use crate::session::audit::login_attempt;
 use crate::session::cookies::cookie_pairs;
@@ -145,8 +145,8 @@ impl Attempt<'_> {
             .verify(cfg.auth.users.clone(), form.username.clone(), form.password)
             .await
             .map_err(|e| match e {
-                PasswordError::Busy(_) => ProxyError::Busy,
-                other => ProxyError::Internal(other.to_string()),
+                VerifyError::Busy(_) => ProxyError::Busy,
+                VerifyError::Task(e) => ProxyError::TaskFailed(e),
             })?;
         let Some(user) = verified else {
             failures.failed(user_key, client, limits, Instant::now());

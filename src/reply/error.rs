@@ -37,9 +37,9 @@ pub enum ProxyError {
     /// A bounded pool (password checks) had no room in time: 503.
     #[error("busy")]
     Busy,
-    /// A failure of the proxy's own (a task that died): 500, logged.
-    #[error("internal error: {0}")]
-    Internal(String),
+    /// A blocking task of the proxy's own died (a panic): 500, logged.
+    #[error("a blocking task failed")]
+    TaskFailed(#[source] tokio::task::JoinError),
     /// The session store failed (503, the cookie kept: SPEC §4.3) or is at
     /// `max_sessions` with nothing to evict (503, SPEC §7.3).
     #[error(transparent)]
@@ -59,7 +59,7 @@ impl ProxyError {
             ProxyError::Unauthenticated => StatusCode::UNAUTHORIZED,
             ProxyError::CsrfRejected => StatusCode::FORBIDDEN,
             ProxyError::Store(_) | ProxyError::Busy => StatusCode::SERVICE_UNAVAILABLE,
-            ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ProxyError::TaskFailed(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -82,9 +82,10 @@ impl ProxyError {
             ProxyError::Store(e) => {
                 tracing::debug!(route, error = %e, cause = ?std::error::Error::source(e), "session store error")
             }
-            ProxyError::Internal(_) | ProxyError::Busy => {
-                tracing::warn!(route, error = %self, "request failed")
+            ProxyError::TaskFailed(e) => {
+                tracing::error!(route, error = %self, cause = %e, "request failed")
             }
+            ProxyError::Busy => tracing::warn!(route, error = %self, "request refused"),
             other => tracing::debug!(route, error = %other, "request refused"),
         }
         let mut resp = match self {
