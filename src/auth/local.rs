@@ -31,6 +31,7 @@ use ring::rand::{SecureRandom, SystemRandom};
 
 use super::page::{self, Form};
 use super::safe_return_path;
+use crate::config::users::User;
 use crate::config::Config;
 use crate::password::VerifyError;
 use crate::reply::{redirect, ProxyBody, ProxyError};
@@ -52,18 +53,7 @@ const MAX_FORM_BYTES: usize = 8 * 1024;
 /// has none yet.
 pub fn form(shared: &Shared, headers: &HeaderMap, query: Option<&str>) -> Response<ProxyBody> {
     let rd = safe_return_path(query_value(query, "rd").as_deref());
-    let (nonce, fresh) = nonce(headers);
-    let token = shared
-        .sessions
-        .keys
-        .sign_token(CSRF_PURPOSE, nonce.as_bytes());
-    let form = Form {
-        token: &token,
-        rd: &rd,
-        user: "",
-        message: None,
-    };
-    with_nonce(page::render(StatusCode::OK, &form), fresh.then_some(&nonce))
+    Reply::new(shared, headers, rd).page(StatusCode::OK, "", None)
 }
 
 /// The fields of a submitted form.
@@ -75,6 +65,46 @@ struct Submitted {
     rd: String,
 }
 
+/// How this request's form is shown again: its token, return path and, when
+/// the browser had none, the CSRF cookie to set.
+struct Reply {
+    token: String,
+    rd: String,
+    nonce: String,
+    fresh: bool,
+}
+
+impl Reply {
+    fn new(shared: &Shared, headers: &HeaderMap, rd: String) -> Reply {
+        let (nonce, fresh) = nonce(headers);
+        let token = shared
+            .sessions
+            .keys
+            .sign_token(CSRF_PURPOSE, nonce.as_bytes());
+        Reply {
+            token,
+            rd,
+            nonce,
+            fresh,
+        }
+    }
+
+    fn page(&self, status: StatusCode, user: &str, message: Option<&str>) -> Response<ProxyBody> {
+        let form = Form {
+            token: &self.token,
+            rd: &self.rd,
+            user,
+            message,
+        };
+        let mut resp = page::render(status, &form);
+        if self.fresh {
+            resp.headers_mut()
+                .append(header::SET_COOKIE, csrf_cookie(Some(&self.nonce)));
+        }
+        resp
+    }
+}
+
 /// The request facts a submission needs besides its body.
 pub struct Attempt<'a> {
     pub shared: &'a Shared,
@@ -84,7 +114,8 @@ pub struct Attempt<'a> {
 }
 
 impl Attempt<'_> {
-    /// `POST /.cloakroom/login`.
+    /// `POST /.cloakroom/login`: the origin check, the form and its CSRF
+    /// token, then the attempt.
     pub async fn submit(
         &self,
         req: Request<Incoming>,
@@ -95,26 +126,37 @@ impl Attempt<'_> {
         sess.check_csrf(&cfg.csrf, &parts.method, &parts.headers, self.host, None)
             .map_err(|_| ProxyError::CsrfRejected)?;
         let form = read_form(&parts.headers, body, cfg.server.request_header_timeout).await?;
-        let rd = safe_return_path(Some(&form.rd));
-        let (nonce, fresh) = nonce(&parts.headers);
+        let reply = Reply::new(
+            self.shared,
+            &parts.headers,
+            safe_return_path(Some(&form.rd)),
+        );
         let keys = &self.shared.sessions.keys;
-        let token = keys.sign_token(CSRF_PURPOSE, nonce.as_bytes());
-        let reply = |status, user: &str, message| {
-            let form = Form {
-                token: &token,
-                rd: &rd,
-                user,
-                message: Some(message),
-            };
-            with_nonce(page::render(status, &form), fresh.then_some(&nonce))
-        };
-        if fresh || !keys.verify_token(CSRF_PURPOSE, nonce.as_bytes(), &form.csrf) {
+        if reply.fresh || !keys.verify_token(CSRF_PURPOSE, reply.nonce.as_bytes(), &form.csrf) {
             tracing::debug!("login form without a valid CSRF token; form served again");
-            return Ok(reply(StatusCode::FORBIDDEN, "", page::EXPIRED));
+            return Ok(reply.page(StatusCode::FORBIDDEN, "", Some(page::EXPIRED)));
         }
         let client = client_address(self.peer, &parts.headers, cfg);
+        let agent = parts
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        self.attempt(&reply, form, client, agent, sess).await
+    }
+
+    /// The lock-out check, the password check, and its outcome.
+    async fn attempt(
+        &self,
+        reply: &Reply,
+        form: Submitted,
+        client: IpAddr,
+        agent: &str,
+        sess: &mut SessionState,
+    ) -> Result<Response<ProxyBody>, ProxyError> {
+        let cfg = self.config;
         // A name that could never be a user is still checked (same cost),
-        // and counted under one shared key.
+        // and counted under one shared key; it is not logged.
         let valid_name = Identity::valid_value(&form.username);
         let user_key = if valid_name {
             form.username.as_str()
@@ -130,19 +172,17 @@ impl Attempt<'_> {
         let failures = &self.shared.failures;
         if let Err(wait) = failures.check(user_key, client, limits, Instant::now()) {
             login_attempt("login_failed", "locked", None, shown, client);
-            let mut resp = reply(
-                StatusCode::TOO_MANY_REQUESTS,
-                shown.unwrap_or(""),
-                page::LOCKED,
-            );
+            let status = StatusCode::TOO_MANY_REQUESTS;
+            let mut resp = reply.page(status, shown.unwrap_or(""), Some(page::LOCKED));
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, retry_after(wait));
             return Ok(resp);
         }
+        let users = cfg.auth.users.clone();
         let verified = self
             .shared
             .passwords
-            .verify(cfg.auth.users.clone(), form.username.clone(), form.password)
+            .verify(users, form.username.clone(), form.password)
             .await
             .map_err(|e| match e {
                 VerifyError::Busy(_) => ProxyError::Busy,
@@ -155,40 +195,40 @@ impl Attempt<'_> {
                 None => "unknown_user",
             };
             login_attempt("login_failed", outcome, None, shown, client);
-            return Ok(reply(
-                StatusCode::UNAUTHORIZED,
-                shown.unwrap_or(""),
-                page::WRONG,
-            ));
+            let status = StatusCode::UNAUTHORIZED;
+            return Ok(reply.page(status, shown.unwrap_or(""), Some(page::WRONG)));
         };
         failures.succeeded(&user.name);
+        self.sign_in(reply, user, client, agent, sess).await
+    }
+
+    /// Binds `user` to the session, rotating it (SPEC §4.6) through the one
+    /// login path every provider takes, and sends the browser to `rd`.
+    async fn sign_in(
+        &self,
+        reply: &Reply,
+        user: User,
+        client: IpAddr,
+        agent: &str,
+        sess: &mut SessionState,
+    ) -> Result<Response<ProxyBody>, ProxyError> {
+        let now = now_ms();
+        let fresh = || Session::new(now, client.to_string(), agent, "");
         let identity = Identity {
             user: user.name.clone(),
-            email: user.email.clone(),
-            groups: user.groups.clone(),
+            email: user.email,
+            groups: user.groups,
         };
-        let now = now_ms();
-        let agent = parts
-            .headers
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok());
-        let fresh_session = || Session::new(now, client.to_string(), agent.unwrap_or(""), "");
+        let manager = &self.shared.sessions;
         if !sess
-            .login(
-                &self.shared.sessions,
-                &cfg.session,
-                identity,
-                now,
-                fresh_session,
-                None,
-            )
+            .login(manager, &self.config.session, identity, now, fresh, None)
             .await?
         {
             // Revoked while the password was checked: nothing was bound.
-            return Ok(reply(StatusCode::UNAUTHORIZED, &user.name, page::ENDED));
+            return Ok(reply.page(StatusCode::UNAUTHORIZED, &user.name, Some(page::ENDED)));
         }
         login_attempt("login", "success", sess.key(), Some(&user.name), client);
-        let mut resp = redirect(StatusCode::SEE_OTHER, &rd);
+        let mut resp = redirect(StatusCode::SEE_OTHER, &reply.rd);
         resp.headers_mut()
             .append(header::SET_COOKIE, csrf_cookie(None));
         Ok(resp)
@@ -262,14 +302,6 @@ fn nonce(headers: &HeaderMap) -> (String, bool) {
         tracing::error!("the system random generator failed");
     }
     (B64.encode(raw), true)
-}
-
-fn with_nonce(mut resp: Response<ProxyBody>, nonce: Option<&String>) -> Response<ProxyBody> {
-    if let Some(n) = nonce {
-        resp.headers_mut()
-            .append(header::SET_COOKIE, csrf_cookie(Some(n)));
-    }
-    resp
 }
 
 /// The CSRF cookie, or its clearing (`None`, after a login).
