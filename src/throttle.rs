@@ -41,14 +41,19 @@ struct Counts<K> {
     cap: usize,
     /// Whether the map was full at its last check (logged on each change).
     full: bool,
+    /// `cloakroom_login_failure_keys{table}`: the map's size.
+    size: prometheus::IntGauge,
 }
 
 impl<K: Hash + Eq + Clone> Counts<K> {
-    fn new(cap: usize) -> Self {
+    fn new(cap: usize, table: &str) -> Self {
         Counts {
             map: HashMap::new(),
             cap,
             full: false,
+            size: crate::metrics::get()
+                .login_failure_keys
+                .with_label_values(&[table]),
         }
     }
 
@@ -62,6 +67,7 @@ impl<K: Hash + Eq + Clone> Counts<K> {
             return None;
         }
         self.map.retain(|_, e| e.first + window > now);
+        self.size.set(self.map.len() as i64);
         let full = self.map.len() >= self.cap;
         if full != self.full {
             self.full = full;
@@ -97,6 +103,7 @@ impl<K: Hash + Eq + Clone> Counts<K> {
                         count: 1,
                     },
                 );
+                self.size.set(self.map.len() as i64);
             }
             // Full: `locked` refused this key before it got here, unless
             // the map filled in between; the attempt was still answered.
@@ -122,8 +129,8 @@ impl Default for Failures {
 impl Failures {
     pub fn with_capacity(cap: usize) -> Self {
         Failures {
-            users: Mutex::new(Counts::new(cap)),
-            addresses: Mutex::new(Counts::new(cap)),
+            users: Mutex::new(Counts::new(cap, "user")),
+            addresses: Mutex::new(Counts::new(cap, "address")),
         }
     }
 
@@ -158,7 +165,10 @@ impl Failures {
     /// A successful login clears the name's count (not the address's: an
     /// attacker with one account of their own must not reset it).
     pub fn succeeded(&self, user: &str) {
-        lock(&self.users).map.remove(user);
+        let mut users = lock(&self.users);
+        if users.map.remove(user).is_some() {
+            users.size.set(users.map.len() as i64);
+        }
     }
 }
 

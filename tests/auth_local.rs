@@ -408,12 +408,26 @@ async fn s8_5_an_address_is_locked_out_across_user_names() {
     let auth = "max_failures_per_user = 100\nmax_failures_per_address = 3";
     let users = format!("{}{}", alice(), user("bob", "battery staple", ""));
     let proxy = TestProxy::start(
-        &local(&app, &users, auth, "").server("trusted_proxies = [\"127.0.0.1/32\"]"),
+        &local(&app, &users, auth, "")
+            .server("trusted_proxies = [\"127.0.0.1/32\"]")
+            .admin(),
     )
     .await;
     let mut b = Browser::new(&proxy);
     for name in ["carol", "dave", "erin"] {
         assert_eq!(sign_in(&mut b, "", name, "guess").await.status, 401);
+    }
+    // The failure tables' sizes are exported.
+    let (status, metrics) = support::replicas::admin(&proxy, "GET", "/metrics").await;
+    assert_eq!(status, 200);
+    for line in [
+        "cloakroom_login_failure_keys{table=\"user\"} 3",
+        "cloakroom_login_failure_keys{table=\"address\"} 1",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "{line} not in {metrics}"
+        );
     }
     let r = sign_in(&mut b, "", "bob", "battery staple").await;
     assert_eq!(r.status, 429);
