@@ -167,6 +167,76 @@ fn s2_hash_password_prints_a_phc_string_that_verifies_and_check_accepts() {
     assert!(!stderr.contains(&phc[..40]), "{stderr}");
 }
 
+/// On a terminal the password is asked twice and never echoed (driven
+/// through a pseudo-terminal by Python's `pty`, as a person would type).
+#[test]
+fn s2_hash_password_on_a_terminal_asks_twice_without_echo() {
+    const DRIVER: &str = r#"
+import os, pty, sys, termios, time
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[1], [sys.argv[1], "hash-password"])
+out = b""
+def read_until(token):
+    global out
+    deadline = time.time() + 20
+    while token not in out and time.time() < deadline:
+        try:
+            out += os.read(fd, 1024)
+        except OSError:
+            break
+def echo_off():
+    # A person types after the prompt, once echo is off; so does this.
+    deadline = time.time() + 20
+    while termios.tcgetattr(fd)[3] & termios.ECHO and time.time() < deadline:
+        time.sleep(0.01)
+for i, answer in enumerate((sys.argv[2], sys.argv[3])):
+    read_until(b"Password: " if i == 0 else b"(again): ")
+    echo_off()
+    os.write(fd, answer.encode() + b"\n")
+# Everything else it prints, until it closes the terminal (EIO).
+read_until(b"never printed")
+_, status = os.waitpid(pid, 0)
+sys.stdout.write(out.decode())
+sys.exit(os.waitstatus_to_exitcode(status))
+"#;
+    let run = |first: &str, again: &str| {
+        let out = Command::new(support::flask::python())
+            .args(["-c", DRIVER, bin(), first, again])
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, screen) = run("tty secret", "tty secret");
+    assert_eq!(code, Some(0), "{screen}");
+    assert!(
+        screen.contains("Password: ") && screen.contains("Password (again): "),
+        "{screen}"
+    );
+    assert!(
+        !screen.contains("tty secret"),
+        "the password was echoed: {screen}"
+    );
+    let phc = screen
+        .lines()
+        .find(|l| l.starts_with("$argon2id"))
+        .unwrap()
+        .trim();
+    let parsed = PasswordHash::new(phc).unwrap();
+    assert!(argon2::Argon2::default()
+        .verify_password(b"tty secret", &parsed)
+        .is_ok());
+    let (code, screen) = run("tty secret", "tty secreT");
+    assert_eq!(code, Some(1), "{screen}");
+    assert!(
+        screen.contains("the two passwords differ") && !screen.contains("$argon2id"),
+        "{screen}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s8_5_s9_5a_the_login_form_is_self_contained_and_carries_a_csrf_token() {
     let app = App::start("app").await;
