@@ -97,7 +97,14 @@ pub async fn run(config_path: &Path) -> Result<(), AppError> {
         async move {
             loop {
                 tokio::select! {
-                    _ = hup.recv() => shared.reload_logged(),
+                    // Off the async workers: a reload reads files (the
+                    // config, certificates, the users file).
+                    _ = hup.recv() => {
+                        let shared = shared.clone();
+                        if let Err(e) = tokio::task::spawn_blocking(move || shared.reload_logged()).await {
+                            tracing::error!(error = %e, "the reload task failed; the running configuration is kept");
+                        }
+                    }
                     _ = term.recv() => break,
                     _ = int.recv() => break,
                 }

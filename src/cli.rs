@@ -28,6 +28,8 @@ pub struct Cli {
 pub enum Command {
     /// Validate the configuration and exit: 0 valid, 2 invalid.
     Check,
+    /// Read a password on stdin (not echoed on a terminal) and print an argon2id PHC string for users.toml.
+    HashPassword,
     /// Print a fresh random 32-byte key (base64url).
     GenSecret,
     /// Ask /readyz on the configured admin_listen: exit 0 when ready, 1 otherwise.
@@ -114,6 +116,48 @@ pub fn healthcheck(path: &std::path::Path) -> i32 {
         eprintln!("not ready: {addr}/readyz");
         1
     }
+}
+
+/// Why `hash-password` printed nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum HashPasswordError {
+    #[error("cannot read the password: {0}")]
+    Read(#[source] std::io::Error),
+    #[error("the password is empty")]
+    Empty,
+    #[error("the two passwords differ")]
+    Mismatch,
+    #[error(transparent)]
+    Hash(#[from] crate::password::PasswordError),
+}
+
+/// `cloakroom hash-password`: on a terminal the password is asked twice
+/// without echo; from a pipe the first line is read (its line ending
+/// removed, nothing else). Prints the argon2id PHC string.
+pub fn hash_password() -> Result<String, HashPasswordError> {
+    use std::io::{BufRead, IsTerminal};
+    let password = if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("Password: ").map_err(HashPasswordError::Read)?;
+        let again =
+            rpassword::prompt_password("Password (again): ").map_err(HashPasswordError::Read)?;
+        if first != again {
+            return Err(HashPasswordError::Mismatch);
+        }
+        first
+    } else {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .map_err(HashPasswordError::Read)?;
+        let end = line.trim_end_matches(['\n', '\r']).len();
+        line.truncate(end);
+        line
+    };
+    if password.is_empty() {
+        return Err(HashPasswordError::Empty);
+    }
+    Ok(crate::password::hash(password.as_bytes())?)
 }
 
 /// `cloakroom gen-secret`.

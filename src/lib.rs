@@ -10,7 +10,9 @@
 //! [`session`] holds every session rule (the cookie codec, the one `Cookie`
 //! scan, the jar, the decision on a response, CSRF, audit events) over any
 //! [`store`] backend; [`identity`] sets the trusted identity headers;
-//! [`auth`] answers `/.cloakroom/`; [`admin`] is the admin listener.
+//! [`auth`] answers `/.cloakroom/` (the local login form checks passwords
+//! with [`password`] and counts failures in [`throttle`]); [`admin`] is the
+//! admin listener.
 //!
 //! Imports only run down these layers, never back up (top first):
 //!
@@ -22,6 +24,7 @@
 //! auth                             /.cloakroom/ endpoints
 //! state                            State (swapped on reload) and Shared
 //! identity, route, tls, store      header names, route table, certificates, backends
+//! password, throttle               argon2id on a bounded pool; failed-login counters
 //! reply                            response bodies, own pages, ProxyError → response
 //! session                          session rules and the SessionStore contract
 //! upstream, telemetry              pooled client; logs and access lines
@@ -44,6 +47,7 @@ pub mod fuzzing;
 pub mod identity;
 pub mod metrics;
 pub mod net;
+pub mod password;
 pub mod proxy;
 pub mod reply;
 pub mod route;
@@ -52,6 +56,7 @@ pub mod session;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+pub mod throttle;
 pub mod tls;
 pub mod upstream;
 pub mod wire;

@@ -20,6 +20,16 @@ fn main() {
                 1
             }
         },
+        Some(Command::HashPassword) => match cli::hash_password() {
+            Ok(phc) => {
+                println!("{phc}");
+                0
+            }
+            Err(e) => {
+                eprintln!("cloakroom hash-password: {e}");
+                1
+            }
+        },
         Some(Command::Healthcheck) => cli::healthcheck(&config),
         Some(Command::Completions { shell }) => {
             cli::completions(shell);

@@ -35,6 +35,9 @@ pub struct Metrics {
     /// `cloakroom_login_forms_unread_total{reason}`: login forms the form
     /// provider forwarded without reading (SPEC §8.4a), so they bound nothing.
     pub login_forms_unread: IntCounterVec,
+    /// `cloakroom_login_failure_keys{table}`: names (`user`) and addresses
+    /// (`address`) with counted login failures (`crate::throttle`).
+    pub login_failure_keys: IntGaugeVec,
     /// `cloakroom_config_reloads_total{result}`: see [`Metrics::config_reloads`].
     reloads_ok: IntCounter,
     reloads_error: IntCounter,
@@ -245,7 +248,18 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     .expect("valid metric definition");
     r.register(Box::new(cert_expiry.clone()))
         .expect("metric names are unique");
+    let login_failure_keys = IntGaugeVec::new(
+        Opts::new(
+            "cloakroom_login_failure_keys",
+            "Entries in the failed-login tables: user names (table=user) and client addresses (table=address); expired entries are dropped when a table fills, and each holds at most 65536.",
+        ),
+        &["table"],
+    )
+    .expect("valid metric definition");
+    r.register(Box::new(login_failure_keys.clone()))
+        .expect("metric names are unique");
     Metrics {
+        login_failure_keys,
         reloads_ok: reloads.with_label_values(&["ok"]),
         reloads_error: reloads.with_label_values(&["error"]),
         cert_expiry,

@@ -14,9 +14,11 @@ use tokio::sync::watch;
 use crate::config::{restart_required, Config, ConfigError, LoadError};
 use crate::identity::IdentityHeaders;
 use crate::metrics::RequestCounters;
+use crate::password::Verifier;
 use crate::route::RouteTable;
 use crate::session::Manager;
 use crate::store::{SessionStore, Store};
+use crate::throttle::Failures;
 use crate::tls::{self, TlsError};
 use crate::upstream::Upstream;
 
@@ -115,6 +117,10 @@ pub struct Shared {
     https_port: AtomicU16,
     /// Held through a reload: SIGHUP and `POST /reload` take turns.
     reloading: Mutex<()>,
+    /// `provider = "local"`: password checks on a bounded blocking pool,
+    /// and the failed-login counts, which a reload keeps.
+    pub passwords: Verifier,
+    pub failures: Failures,
 }
 
 impl Shared {
@@ -127,6 +133,8 @@ impl Shared {
             closing: watch::channel(false).0,
             https_port: AtomicU16::new(port),
             reloading: Mutex::new(()),
+            passwords: Verifier::default(),
+            failures: Failures::default(),
         })
     }
 

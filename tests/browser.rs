@@ -2,6 +2,8 @@
 //! headless Chromium, driven by `tests/browser/login.mjs` (playwright-core),
 //! logs into `examples/legacy_app.py` behind cloakroom. The browser must end
 //! up holding exactly one cookie, cloakroom's, which scripts cannot read.
+//! And (SPEC §8.3, §8.5) `tests/browser/local_login.mjs` signs in with
+//! cloakroom's own login form, scripts off, from a protected page and back.
 //!
 //! Needs `/usr/bin/chromium`, `node` and `tests/browser/node_modules`;
 //! `scripts/test.sh` installs what is missing. A missing piece fails the
@@ -206,4 +208,54 @@ async fn browser_checks_catch_a_cookie_that_reaches_scripts() {
         .as_str()
         .unwrap()
         .contains("alice: visit 2"));
+}
+
+/// SPEC §8.3, §8.5: a protected page sends Chromium (scripts off) to the
+/// local login form; a wrong password shows the form again with an alert;
+/// the right one lands back on the page first asked for, authenticated,
+/// with nothing blocked by the page's CSP and nothing fetched elsewhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s8_5_a_real_browser_signs_in_with_the_local_form() {
+    let app = support::session::App::start("app").await;
+    let hash = cloakroom::password::hash(b"wonderland").unwrap();
+    let users =
+        format!("[[user]]\nname = \"alice\"\npassword_hash = \"{hash}\"\ngroups = [\"staff\"]\n");
+    let config = ProxyConfig::new()
+        .raw("[auth]\nprovider = \"local\"")
+        .route(&app.url(), "auth = \"required\"")
+        .file("users.toml", users);
+    let proxy = TestProxy::start(&config).await;
+    let origin = proxy.origin();
+    let run = {
+        let _one = BROWSER.lock().await;
+        let origin = origin.clone();
+        tokio::task::spawn_blocking(move || {
+            run_node("local_login.mjs", &[&origin], &[], BROWSER_TIMEOUT)
+        })
+        .await
+        .unwrap()
+    };
+    let r = &run.report;
+    assert!(
+        run.code == Some(0) && run.failures().is_empty(),
+        "browser checks failed (exit {:?}): {:?}\nreport: {r}\nstderr: {}",
+        run.code,
+        run.failures(),
+        run.stderr,
+    );
+    // The same facts, checked here too.
+    assert_eq!(
+        r["login_url"],
+        format!("{origin}/.cloakroom/login?rd=/reports/q%3Fyear%3D2026")
+    );
+    assert_eq!(r["final_url"], format!("{origin}/reports/q?year=2026"));
+    assert_eq!(r["upstream_user"], "alice");
+    assert_eq!(r["upstream_groups"], "staff");
+    // (Not `app.hits()`: Chromium asks for /favicon.ico on its own once
+    // signed in.)
+    assert!(r["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|u| u.as_str().unwrap().starts_with(&origin)));
 }

@@ -92,13 +92,13 @@ const ROUTE: &str = "\n[[route]]\nupstream = \"http://127.0.0.1:1\"\n";
 #[test]
 fn s3_check_refuses_an_auth_provider_this_build_lacks() {
     let dir = tempfile::tempdir().unwrap();
-    let text = format!("[auth]\nprovider = \"local\"\nusers_file = \"users.toml\"\n{ROUTE}");
-    std::fs::write(dir.path().join("local.toml"), text).unwrap();
-    let (code, stderr) = check(dir.path(), "local.toml");
+    let text = format!("[auth]\nprovider = \"oidc\"\n{ROUTE}");
+    std::fs::write(dir.path().join("oidc.toml"), text).unwrap();
+    let (code, stderr) = check(dir.path(), "oidc.toml");
     assert_eq!(code, 2, "{stderr}");
     assert!(
-        stderr.contains("local.toml:2: auth.provider: \"local\" is not built yet")
-            && stderr.contains("\"none\", \"upstream\" and \"form\""),
+        stderr.contains("oidc.toml:2: auth.provider: \"oidc\" is not built yet")
+            && stderr.contains("\"none\", \"upstream\", \"local\" and \"form\""),
         "{stderr}"
     );
 }
@@ -107,20 +107,25 @@ fn s3_check_refuses_an_auth_provider_this_build_lacks() {
 fn s3_check_warns_about_a_key_with_no_effect_yet_and_exits_0() {
     let dir = tempfile::tempdir().unwrap();
     let text = format!(
-        "[store]\nbackend = \"memory\"\nkey_prefix = \"app:\"\n[auth]\nusers_file = \"u.toml\"\n{ROUTE}"
+        "[store]\nbackend = \"memory\"\nkey_prefix = \"app:\"\n[auth]\nusers_file = \"u.toml\"\noidc_issuer = \"https://id.example\"\n{ROUTE}"
     );
     std::fs::write(dir.path().join("store.toml"), text).unwrap();
     let (code, stderr) = check(dir.path(), "store.toml");
     assert_eq!(code, 0, "{stderr}");
     let lines: Vec<&str> = stderr.lines().collect();
-    assert_eq!(lines.len(), 2, "{stderr}");
-    // A key of a backend not chosen, and one of a feature not built yet.
+    assert_eq!(lines.len(), 3, "{stderr}");
+    // Keys of a backend and a provider not chosen, and one of a feature
+    // not built yet.
     assert!(
         lines[0].starts_with("warning: store.toml:3: store.key_prefix: has no effect: it is read only with store.backend = \"redis\""),
         "{stderr}"
     );
     assert!(
-        lines[1].starts_with("warning: store.toml:5: auth.users_file: has no effect yet"),
+        lines[1].starts_with("warning: store.toml:5: auth.users_file: has no effect: it is read only with auth.provider = \"local\""),
+        "{stderr}"
+    );
+    assert!(
+        lines[2].starts_with("warning: store.toml:6: auth.oidc_issuer: has no effect yet"),
         "{stderr}"
     );
 }
@@ -129,12 +134,14 @@ fn s3_check_warns_about_a_key_with_no_effect_yet_and_exits_0() {
 async fn s3_the_proxy_logs_warnings_at_start() {
     let config = ProxyConfig::new()
         .route("http://127.0.0.1:1", "")
-        .raw("[auth]\nusers_file = \"users.toml\"");
+        .raw("[auth]\noidc_issuer = \"https://id.example\"");
     let mut proxy = TestProxy::start(&config).await;
     let line = proxy
-        .wait_log(5, |l| l["level"] == "WARN" && l["key"] == "auth.users_file")
+        .wait_log(5, |l| {
+            l["level"] == "WARN" && l["key"] == "auth.oidc_issuer"
+        })
         .await
-        .expect("a warning naming auth.users_file");
+        .expect("a warning naming auth.oidc_issuer");
     assert!(
         line["file"].as_str().unwrap().ends_with("proxy.toml"),
         "{line}"

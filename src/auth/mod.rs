@@ -1,47 +1,74 @@
-//! The proxy's own endpoints under `/.cloakroom/` (SPEC §8.3, §8.7):
-//! `GET session` (who am I), `POST logout`, and `GET login`, which with the
-//! `upstream`, `form` and `none` providers sends the browser to the app's
-//! own login page. Anything else under the prefix is 404.
+//! The proxy's own endpoints under `/.cloakroom/` (SPEC §8.3, §8.5,
+//! §8.7): `GET session` (who am I), `POST logout`, and `login`: with the
+//! `local` provider the proxy's own form ([`local`]), with `upstream`,
+//! `form` and `none` a redirect to the app's own login page. Anything else
+//! under the prefix is 404.
 //!
 //! [`form`] is the `form` provider's request side: the app's own login
 //! form, read on its way to the app (SPEC §8.4a).
 
 pub mod form;
+pub mod local;
+mod page;
+
+use std::net::IpAddr;
 
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use crate::config::{Config, Provider};
 use crate::reply::{json, no_content, redirect, ProxyBody, ProxyError};
-use crate::session::{Manager, SessionState, SessionStore};
+use crate::session::SessionState;
+use crate::state::Shared;
 use crate::wire::headers::accepts_html;
 use crate::wire::percent::{percent_decode, percent_encode};
 
-pub async fn serve<S: SessionStore + 'static>(
-    manager: &Manager<S>,
+/// What the pipeline knows of a request to the reserved prefix.
+pub struct OwnRequest<'a> {
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+    /// The validated host the client asked for.
+    pub host: &'a str,
+    /// The connection's peer (the client, or a proxy in front of it).
+    pub peer: IpAddr,
+}
+
+pub async fn serve(
+    shared: &Shared,
     config: &Config,
-    req: &Request<Incoming>,
-    path: &str,
-    query: Option<&str>,
-    host: &str,
+    req: Request<Incoming>,
+    own: OwnRequest<'_>,
     sess: &mut SessionState,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let method = req.method();
     let read = method == Method::GET || method == Method::HEAD;
-    match path {
+    let local = config.auth.provider == Provider::Local;
+    match own.path {
         "/.cloakroom/session" if read => Ok(session_info(config, sess)),
         "/.cloakroom/logout" if method == Method::POST => {
-            sess.check_csrf(&config.csrf, method, req.headers(), host, None)
+            sess.check_csrf(&config.csrf, method, req.headers(), own.host, None)
                 .map_err(|_| ProxyError::CsrfRejected)?;
-            sess.end(manager, "logout", None).await?;
+            sess.end(&shared.sessions, "logout", None).await?;
             Ok(if accepts_html(req.headers()) {
                 redirect(StatusCode::SEE_OTHER, "/")
             } else {
                 no_content()
             })
         }
+        "/.cloakroom/login" if read && local => Ok(local::form(shared, req.headers(), own.query)),
+        "/.cloakroom/login" if method == Method::POST && local => {
+            let attempt = local::Attempt {
+                shared,
+                config,
+                host: own.host,
+                peer: own.peer,
+            };
+            attempt.submit(req, sess).await
+        }
         "/.cloakroom/login" if read => match config.auth.provider {
-            Provider::None | Provider::Upstream | Provider::Form => Ok(app_login(config, query)),
+            Provider::None | Provider::Upstream | Provider::Form => {
+                Ok(app_login(config, own.query))
+            }
             Provider::Local | Provider::Oidc => Err(ProxyError::NotFound),
         },
         _ => Err(ProxyError::NotFound),
@@ -74,10 +101,7 @@ fn app_login(config: &Config, query: Option<&str>) -> Response<ProxyBody> {
         .login_paths
         .first()
         .map_or("/login", String::as_str);
-    let rd = query
-        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("rd=")))
-        .map(percent_decode)
-        .filter(|rd| is_local_path(rd));
+    let rd = local::query_value(query, "rd").filter(|rd| is_local_path(rd));
     let location = match rd {
         Some(rd) => format!("{login}?next={}", percent_encode(&rd)),
         None => login.to_string(),
@@ -85,12 +109,30 @@ fn app_login(config: &Config, query: Option<&str>) -> Response<ProxyBody> {
     redirect(StatusCode::FOUND, &location)
 }
 
-/// A same-origin relative path: `/x`, never `//host` or `/\\host`.
+/// `rd` when it is a same-origin relative path, else `/`.
+pub fn safe_return_path(rd: Option<&str>) -> String {
+    match rd {
+        Some(p) if is_local_path(p) => p.to_string(),
+        _ => "/".to_string(),
+    }
+}
+
+/// A same-origin relative path, safe as a redirect target (no open
+/// redirect): starts with one `/`; printable ASCII only, so no space,
+/// control character (a browser drops tabs and newlines, turning `/\t/x`
+/// into `//x`) or non-ASCII text; no backslash anywhere (browsers read
+/// `\` as `/`, so `/\host` is `//host`). Once more percent-decoded it
+/// still may not start `//` or `/\` nor hold a control character, so a
+/// server that decodes `%2F` or `%5C` before collapsing slashes cannot
+/// turn `/%2Fhost` into `//host` either.
 pub fn is_local_path(p: &str) -> bool {
-    p.starts_with('/')
+    let raw = p.starts_with('/')
         && !p.starts_with("//")
-        && !p.starts_with("/\\")
-        && !p.chars().any(char::is_control)
+        && p.bytes().all(|b| b.is_ascii_graphic() && b != b'\\');
+    let decoded = percent_decode(p);
+    raw && !decoded.starts_with("//")
+        && !decoded.starts_with("/\\")
+        && !decoded.chars().any(char::is_control)
 }
 
 #[cfg(test)]
@@ -98,16 +140,39 @@ mod tests {
     use super::*;
 
     #[test]
-    fn return_paths_are_local_only() {
-        assert!(is_local_path("/dashboard?x=1"));
-        for bad in [
-            "//evil.test",
-            "/\\evil.test",
-            "https://evil.test",
-            "",
-            "/a\nb",
-        ] {
-            assert!(!is_local_path(bad), "{bad}");
+    fn s8_5_return_paths_are_local_only() {
+        for good in ["/", "/dashboard?x=1", "/a/b#frag", "/a%20b", "/%E2%82%AC"] {
+            assert!(is_local_path(good), "{good}");
         }
+        for bad in [
+            "",
+            "dashboard",
+            "//evil.test",
+            "///evil.test",
+            "/\\evil.test",
+            "\\/evil.test",
+            "/a\\b",
+            "https://evil.test",
+            "HTTPS://evil.test",
+            "javascript:alert(1)",
+            "%2F%2Fevil.test",
+            "%2f%2fevil.test",
+            "/%2F/evil.test",
+            "/%2fevil.test",
+            "/%5Cevil.test",
+            "/%5cevil.test",
+            "/%09/evil.test",
+            "/\t/evil.test",
+            "/a\nb",
+            " /evil",
+            "/ /evil",
+            "/caf\u{e9}",
+            "/\u{ff0f}evil.test",
+        ] {
+            assert!(!is_local_path(bad), "{bad:?}");
+        }
+        assert_eq!(safe_return_path(Some("//evil.test")), "/");
+        assert_eq!(safe_return_path(None), "/");
+        assert_eq!(safe_return_path(Some("/x?y=1")), "/x?y=1");
     }
 }

@@ -10,6 +10,7 @@ mod error;
 mod raw;
 pub mod reference;
 mod reload;
+pub mod users;
 mod validate;
 
 pub use error::{ConfigError, ConfigErrors, ConfigWarning};
@@ -210,7 +211,7 @@ pub const DEFAULT_LOGOUT_PATHS: [&str; 7] = [
     "/users/sign_out",
 ];
 
-/// Validation yields only `None` and `Upstream` until the others are built.
+/// Validation yields `None`, `Upstream` and `Local`; `Oidc` is not built yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Provider {
     None,
@@ -244,6 +245,9 @@ pub struct Auth {
     pub oidc_client_secret_env: String,
     pub oidc_scopes: Vec<String>,
     pub oidc_groups_claim: String,
+    /// `provider = "local"`: the users file, read and validated with the
+    /// config (so a reload re-reads it); empty for other providers.
+    pub users: std::sync::Arc<users::Users>,
 }
 
 #[derive(Debug, Clone)]

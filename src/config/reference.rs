@@ -67,9 +67,6 @@ const fn req(key: &'static str, ty: Ty, doc: &'static str) -> KeyDoc {
 
 use Ty::{Bool, Duration as Dur, String as Str, StringList as List};
 
-const LATER_LOCAL: &str =
-    "*later* (`provider = \"local\"`): setting it gives a warning (no effect yet).";
-
 /// Every key, in the order `proxy.toml` lists them.
 pub const KEYS: &[KeyDoc] = &[
     k("server.listen", Str, r#""0.0.0.0:8443""#, "HTTPS listener (TLS always on; HTTP/1.1 and HTTP/2 by ALPN)."),
@@ -111,17 +108,17 @@ pub const KEYS: &[KeyDoc] = &[
     k("store.redis_cluster", List, "[]", "`redis`: seed URLs of a Redis Cluster; used instead of `redis_url` when not empty."),
     k("store.key_prefix", Str, r#""cloakroom:""#, "`redis`: starts every key; replicas sharing sessions use the same, deployments sharing a Redis different ones. No `{` or `}`: cloakroom adds its own hash tag."),
     k("store.redis_password_env", Str, r#""CLOAKROOM_REDIS_PASSWORD""#, "`redis`: when this env var is set, the password, or `user:password` for an ACL user (the first `:` separates them), used instead of the URL's. Never logged: URLs are shown with `***` for their credentials."),
-    k("auth.provider", Ty::Choice(&["none", "local", "upstream", "oidc", "form"]), r#""none""#, "Identity provider. This build runs `none`, `upstream` and `form`; `local` and `oidc` are refused by `check` until they land."),
-    k("auth.users_file", Str, r#""users.toml""#, LATER_LOCAL),
+    k("auth.provider", Ty::Choice(&["none", "local", "upstream", "oidc", "form"]), r#""none""#, "Identity provider. This build runs `none`, `upstream`, `local` (a login form at `/.cloakroom/login` over `users_file`) and `form` (the app's own login form, §8.4a); `oidc` is refused by `check` until it lands."),
+    k("auth.users_file", Str, r#""users.toml""#, "`local`: the users file, relative to this file's directory: `[[user]]` tables with `name`, `password_hash` (argon2id PHC string from `cloakroom hash-password`), optional `email` and `groups = [..]`. Validated with the config (every problem names the users file, line and key) and re-read on reload; setting it with another provider gives a warning."),
     k("auth.upstream_login_header", Str, r#""X-Cloakroom-Login""#, "`upstream`: response header naming the user just logged in."),
     k("auth.upstream_logout_header", Str, r#""X-Cloakroom-Logout""#, "`upstream`: response header that ends the session."),
     k("auth.login_paths", List, r#"["/login", "/signin", "/auth/login", "/admin/login", "/accounts/login", "/user/login", "/users/sign_in", "/wp-login.php"]"#, "Any provider: a `POST` (or a request with `Authorization`) under one of these whose response changes the jar rotates the session id; the first is the app's login page."),
     k("auth.form_user_field", Str, r#""username""#, "`provider = \"form\"`: the field of the app's own login form that names the user (urlencoded or multipart; it must appear exactly once). With another provider, setting it gives a warning."),
     req("auth.form_success_paths", List, "`provider = \"form\"`, required there: path prefixes of the redirect (`Location`) the app answers a successful login with; only such an answer binds the form's user. A redirect to one of `login_paths` never counts. With another provider, setting it gives a warning."),
     k("auth.logout_paths", List, r#"["/logout", "/signout", "/auth/logout", "/admin/logout", "/accounts/logout", "/user/logout", "/users/sign_out"]"#, "Any provider: a request under one of these that the app answers with 2xx or 3xx ends the session; `[]` turns it off; `\"/\"` is refused."),
-    k("auth.max_failures_per_user", Ty::Integer { min: 1, max: 1_000_000 }, "5", LATER_LOCAL),
-    k("auth.max_failures_per_address", Ty::Integer { min: 1, max: 1_000_000 }, "20", LATER_LOCAL),
-    k("auth.failure_window", Dur, r#""15m""#, LATER_LOCAL),
+    k("auth.max_failures_per_user", Ty::Integer { min: 1, max: 1_000_000 }, "5", "`local`: after this many failed logins for one user name within `failure_window` (each answered 401), every attempt for that name gets 429 with `Retry-After`, even with the right password."),
+    k("auth.max_failures_per_address", Ty::Integer { min: 1, max: 1_000_000 }, "20", "`local`: after this many failed logins from one client address within `failure_window`, every attempt from there gets 429 with `Retry-After`. Behind `trusted_proxies` the address is the forwarded client's; an IPv6 address counts by its /64."),
+    k("auth.failure_window", Dur, r#""15m""#, "`local`: how long failures count, from the first counted one; when it has passed the name or address may try again."),
     k("auth.oidc_issuer", Str, r#""""#, "*later* (`provider = \"oidc\"`): issuer URL; setting it gives a warning."),
     k("auth.oidc_client_id", Str, r#""""#, "*later* (`provider = \"oidc\"`)."),
     k("auth.oidc_client_secret_env", Str, r#""CLOAKROOM_OIDC_CLIENT_SECRET""#, "*later* (`provider = \"oidc\"`)."),

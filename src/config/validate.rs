@@ -7,6 +7,7 @@ use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::{HeaderName, HeaderValue};
@@ -16,6 +17,7 @@ use toml::Spanned;
 
 use super::error::{Collector, ConfigErrors};
 use super::raw::{self, S};
+use super::users::{self, Users};
 use super::*;
 
 pub(super) fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
@@ -554,19 +556,13 @@ impl Ctx<'_> {
             some => self.path_list("auth.login_paths", some),
         };
         let logout_paths = self.logout_paths(r.logout_paths);
-        let local = "provider = \"local\"";
-        self.not_built("auth.users_file", &r.users_file, local);
-        self.not_built(
-            "auth.max_failures_per_user",
-            &r.max_failures_per_user,
-            local,
-        );
-        self.not_built(
-            "auth.max_failures_per_address",
-            &r.max_failures_per_address,
-            local,
-        );
-        self.not_built("auth.failure_window", &r.failure_window, local);
+        if provider != Provider::Local {
+            self.local_only("auth.users_file", &r.users_file);
+            self.local_only("auth.max_failures_per_user", &r.max_failures_per_user);
+            self.local_only("auth.max_failures_per_address", &r.max_failures_per_address);
+            self.local_only("auth.failure_window", &r.failure_window);
+        }
+        let users_at = r.users_file.as_ref().and_then(at);
         let oidc = "provider = \"oidc\"";
         self.not_built("auth.oidc_issuer", &r.oidc_issuer, oidc);
         self.not_built("auth.oidc_client_id", &r.oidc_client_id, oidc);
@@ -630,24 +626,55 @@ impl Ctx<'_> {
                 .map(Spanned::into_inner)
                 .collect::<Vec<_>>(),
             oidc_groups_claim: self.string(r.oidc_groups_claim, "groups"),
+            users: Arc::default(),
         };
         let mut auth = auth;
         if auth.oidc_scopes.is_empty() {
             auth.oidc_scopes = vec!["openid".into(), "email".into(), "profile".into()];
         }
+        if provider == Provider::Local {
+            auth.users = self.users(&auth.users_file, users_at);
+        }
         auth
     }
 
-    /// `none`, `upstream` and `form` are built. The SPEC's other providers
-    /// are refused by name rather than accepted and ignored.
+    /// Loads `auth.users_file` for `provider = "local"`: its own problems
+    /// name the users file; a file that cannot be read names this key.
+    fn users(&mut self, path: &Path, at: Option<usize>) -> Arc<Users> {
+        match users::load(path) {
+            Ok(u) => Arc::new(u),
+            Err(errors) => {
+                for e in errors {
+                    if e.key == "(file)" {
+                        let msg = format!("{}: {}", path.display(), e.message);
+                        self.err(at, "auth.users_file", msg);
+                    } else {
+                        self.errs.errors.push(e);
+                    }
+                }
+                Arc::default()
+            }
+        }
+    }
+
+    /// A key read only with `provider = "local"`, set with another.
+    fn local_only<T>(&mut self, key: &str, v: &S<T>) {
+        if let Some(v) = v {
+            let msg = "has no effect: it is read only with auth.provider = \"local\"";
+            self.errs.warn(at(v), key, msg.to_string());
+        }
+    }
+
+    /// `none`, `upstream`, `local` and `form` are built. The SPEC's other
+    /// provider is refused by name rather than accepted and ignored.
     fn provider(&mut self, v: S<String>) -> Provider {
-        const NOT_BUILT: [&str; 2] = ["local", "oidc"];
+        const NOT_BUILT: [&str; 1] = ["oidc"];
         if let Some(p) = v
             .as_ref()
             .filter(|p| NOT_BUILT.contains(&p.get_ref().as_str()))
         {
             let msg = format!(
-                "{:?} is not built yet; this build supports \"none\", \"upstream\" and \"form\"",
+                "{:?} is not built yet; this build supports \"none\", \"upstream\", \"local\" and \"form\"",
                 p.get_ref()
             );
             self.err(at(p), "auth.provider", msg);
@@ -660,6 +687,7 @@ impl Ctx<'_> {
             &[
                 ("none", Provider::None),
                 ("upstream", Provider::Upstream),
+                ("local", Provider::Local),
                 ("form", Provider::Form),
             ],
         )
@@ -1102,19 +1130,20 @@ mod tests {
 
     #[test]
     fn s3_a_provider_not_built_is_an_error_naming_what_is() {
-        for p in ["local", "oidc"] {
+        #[allow(clippy::single_element_loop)] // oidc alone until it lands
+        for p in ["oidc"] {
             let e = errors(&format!("[auth]\nprovider = \"{p}\"\n{ROUTE}"));
             assert_eq!(e.len(), 1, "{e:?}");
             assert!(e[0].contains(":2: auth.provider: "), "{e:?}");
             assert!(
                 e[0].contains(&format!("\"{p}\" is not built yet"))
-                    && e[0].contains("\"none\", \"upstream\" and \"form\""),
+                    && e[0].contains("\"none\", \"upstream\", \"local\" and \"form\""),
                 "{e:?}"
             );
         }
         let e = errors(&format!("[auth]\nprovider = \"ldap\"\n{ROUTE}"));
         assert!(
-            e[0].contains("expected one of \"none\", \"upstream\", \"form\""),
+            e[0].contains("expected one of \"none\", \"upstream\", \"local\", \"form\""),
             "{e:?}"
         );
         for p in ["none", "upstream"] {
@@ -1260,7 +1289,8 @@ mod tests {
                 .position(|l| l.starts_with(key.split('.').nth(1).unwrap()));
             let built = key.starts_with("store.redis")
                 || key == "store.key_prefix"
-                || key.starts_with("auth.form_");
+                || key.starts_with("auth.form_")
+                || LOCAL_KEYS.contains(&key);
             let yet = if built { "" } else { " yet" };
             let want = format!(
                 "/x/proxy.toml:{}: {key}: has no effect{yet}: ",
@@ -1269,13 +1299,47 @@ mod tests {
             assert!(w.starts_with(&want), "{w} / {want}");
         }
         assert!(w[0].contains("store.backend = \"redis\""), "{}", w[0]);
-        assert!(w[4].contains("provider = \"local\""), "{}", w[4]);
+        assert!(w[4].contains("auth.provider = \"local\""), "{}", w[4]);
         assert!(w[8].contains("provider = \"oidc\""), "{}", w[8]);
         assert!(w[13].contains("provider = \"form\""), "{}", w[13]);
         assert!(
             w[15].contains("only stripped from client requests"),
             "{}",
             w[15]
+        );
+    }
+
+    const LOCAL_KEYS: [&str; 4] = [
+        "auth.users_file",
+        "auth.max_failures_per_user",
+        "auth.max_failures_per_address",
+        "auth.failure_window",
+    ];
+
+    #[test]
+    fn s8_5_local_reads_the_users_file_beside_the_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let hash = crate::password::hash(b"pw").unwrap();
+        let users = format!("[[user]]\nname = \"alice\"\npassword_hash = \"{hash}\"\n");
+        std::fs::write(dir.path().join("people.toml"), users).unwrap();
+        let text = format!("[auth]\nprovider = \"local\"\nusers_file = \"people.toml\"\n{ROUTE}");
+        let path = dir.path().join("proxy.toml");
+        let c = Config::parse(&path, &text).unwrap();
+        assert_eq!(c.auth.provider, Provider::Local);
+        assert!(c.auth.users.get("alice").is_some());
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        // A missing file names the key in proxy.toml; a bad one its own line.
+        let missing = text.replace("people.toml", "nobody.toml");
+        let e = Config::parse(&path, &missing).unwrap_err().to_string();
+        assert!(
+            e.contains("proxy.toml:3: auth.users_file: ") && e.contains("nobody.toml"),
+            "{e}"
+        );
+        std::fs::write(dir.path().join("people.toml"), "[[user]]\nname = \"bob\"\n").unwrap();
+        let e = Config::parse(&path, &text).unwrap_err().to_string();
+        assert!(
+            e.contains("people.toml:1: user[1].password_hash: is required"),
+            "{e}"
         );
     }
 

@@ -226,15 +226,13 @@ async fn serve<'a>(
         // Boxed: the proxy's own pages are rare, and their future would
         // otherwise enlarge every proxied request's.
         let host = ctx.host.to_str().unwrap_or("");
-        let own = crate::auth::serve(
-            manager,
-            cfg,
-            &req,
-            &ctx.path,
-            ctx.query,
+        let own = crate::auth::OwnRequest {
+            path: &ctx.path,
+            query: ctx.query,
             host,
-            &mut ctx.sess,
-        );
+            peer: ctx.conn.peer.ip(),
+        };
+        let own = crate::auth::serve(ctx.shared, cfg, req, own, &mut ctx.sess);
         return Box::pin(own).await;
     }
     let route = route.expect("a request outside the reserved prefix has a route");

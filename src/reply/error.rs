@@ -7,8 +7,8 @@ use http::{header, HeaderValue, Response, StatusCode};
 
 use super::body::ProxyBody;
 use super::{html, json, pages, plain};
-use crate::session::capture::CaptureError;
 use crate::session::limit::RetryAfter;
+use crate::session::request::CommitError;
 use crate::session::StoreError;
 use crate::upstream::UpstreamError;
 
@@ -36,6 +36,12 @@ pub enum ProxyError {
     Unauthenticated,
     #[error("cross-site request refused")]
     CsrfRejected,
+    /// A bounded pool (password checks) had no room in time: 503.
+    #[error("busy")]
+    Busy,
+    /// A blocking task of the proxy's own died (a panic): 500, logged.
+    #[error("a blocking task failed")]
+    TaskFailed(#[source] tokio::task::JoinError),
     /// The session store failed (503, the cookie kept: SPEC §4.3) or is at
     /// `max_sessions` with nothing to evict (503, SPEC §7.3).
     #[error(transparent)]
@@ -45,11 +51,11 @@ pub enum ProxyError {
     TooManyNewSessions(u64),
 }
 
-impl From<CaptureError> for ProxyError {
-    fn from(e: CaptureError) -> Self {
+impl From<CommitError> for ProxyError {
+    fn from(e: CommitError) -> Self {
         match e {
-            CaptureError::Store(e) => ProxyError::Store(e),
-            CaptureError::TooManyNewSessions(RetryAfter(secs)) => {
+            CommitError::Store(e) => ProxyError::Store(e),
+            CommitError::TooManyNewSessions(RetryAfter(secs)) => {
                 ProxyError::TooManyNewSessions(secs)
             }
         }
@@ -68,7 +74,8 @@ impl ProxyError {
             ProxyError::LoginRequired(_) => StatusCode::FOUND,
             ProxyError::Unauthenticated => StatusCode::UNAUTHORIZED,
             ProxyError::CsrfRejected => StatusCode::FORBIDDEN,
-            ProxyError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::Store(_) | ProxyError::Busy => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::TaskFailed(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ProxyError::TooManyNewSessions(_) => StatusCode::TOO_MANY_REQUESTS,
         }
     }
@@ -92,6 +99,10 @@ impl ProxyError {
             ProxyError::Store(e) => {
                 tracing::debug!(route, error = %e, cause = ?std::error::Error::source(e), "session store error")
             }
+            ProxyError::TaskFailed(e) => {
+                tracing::error!(route, error = %self, cause = %e, "request failed")
+            }
+            ProxyError::Busy => tracing::warn!(route, error = %self, "request refused"),
             other => tracing::debug!(route, error = %other, "request refused"),
         }
         let mut resp = match self {
@@ -116,7 +127,7 @@ impl ProxyError {
             ProxyError::LoginRequired(location) => {
                 h.insert(header::LOCATION, location.clone());
             }
-            ProxyError::Store(_) => {
+            ProxyError::Store(_) | ProxyError::Busy => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             ProxyError::TooManyNewSessions(secs) => {

@@ -29,16 +29,23 @@ pub fn plain(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
 /// An HTML page of the proxy's own, with the headers SPEC §9.5a asks of
 /// them: never framed, cached, sniffed or sent on as a referrer.
 pub fn html(status: StatusCode, page: &'static str) -> Response<ProxyBody> {
-    let mut resp = own(
+    html_page(
         status,
-        "text/html; charset=utf-8",
         bytes::Bytes::from_static(page.as_bytes()),
-    );
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static("frame-ancestors 'none'"),
-    );
+    )
+}
+
+/// [`html`] for a page made per request, with its own
+/// `Content-Security-Policy` (which must keep `frame-ancestors 'none'`).
+pub fn html_page(
+    status: StatusCode,
+    page: impl Into<bytes::Bytes>,
+    csp: HeaderValue,
+) -> Response<ProxyBody> {
+    let mut resp = own(status, "text/html; charset=utf-8", page.into());
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_SECURITY_POLICY, csp);
     h.insert(
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),

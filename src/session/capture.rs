@@ -22,11 +22,10 @@ use http::StatusCode;
 
 use super::audit::audit;
 use super::jar::Stored;
-use super::limit::RetryAfter;
-use super::manager::{Found, Manager};
-use super::request::SessionState;
+use super::manager::Manager;
+use super::request::{CommitError, NewSession, SessionState};
 use super::setcookie::{rewrite_for_browser, SetCookie};
-use super::store::{SessionStore, StoreError};
+use super::store::SessionStore;
 use super::{Identity, Session};
 use crate::config::{Auth, Config, CookieMode, Provider, Route};
 use crate::wire::origin::location_path;
@@ -50,16 +49,6 @@ pub fn has_effects(auth: &Auth, path: &str, status: StatusCode, headers: &Header
 /// the normalised one, and the prefixes were normalised at load.
 fn app_logout(auth: &Auth, path: &str, status: StatusCode) -> bool {
     (status.is_success() || status.is_redirection()) && under_any(&auth.logout_paths, path)
-}
-
-/// Why a response's session effects could not be applied.
-#[derive(Debug, thiserror::Error)]
-pub enum CaptureError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// `session.max_new_sessions_per_client`: no session was made.
-    #[error("client is creating sessions too fast (retry after {} s)", .0 .0)]
-    TooManyNewSessions(RetryAfter),
 }
 
 /// The facts of one exchange the response side needs.
@@ -92,7 +81,7 @@ impl<'a, S: SessionStore + 'static> Exchange<'a, S> {
         &self,
         sess: &mut SessionState,
         headers: &mut HeaderMap,
-    ) -> Result<(), CaptureError> {
+    ) -> Result<(), CommitError> {
         let cfg = self.config;
         let form_login = self.form_login(headers);
         if form_login.is_none() && !has_effects(&cfg.auth, self.path, self.status, headers) {
@@ -143,61 +132,15 @@ impl<'a, S: SessionStore + 'static> Exchange<'a, S> {
             || (self.login_submission
                 && jar_changed
                 && under_any(&cfg.auth.login_paths, self.path));
-        self.commit(sess, session, rotate).await?;
+        let route = Some(self.route.name.as_str());
+        let new = NewSession {
+            client: self.client_ip,
+            now: self.now,
+        };
+        sess.commit(self.manager, &cfg.session, session, rotate, route, new)
+            .await?;
         if identity_changed && sess.live.is_some() {
             audit("login", sess.key(), sess.user(), Some(&self.route.name));
-        }
-        Ok(())
-    }
-
-    /// Writes the changed session: under a new id when `rotate`, else under
-    /// its own, or created when the request had none (§4.5). A session that
-    /// ended while the upstream answered is not brought back.
-    async fn commit(
-        &self,
-        sess: &mut SessionState,
-        mut session: Arc<Session>,
-        rotate: bool,
-    ) -> Result<(), CaptureError> {
-        let session_cfg = &self.config.session;
-        let route = Some(self.route.name.as_str());
-        match sess.live.take() {
-            Some(found) if rotate => {
-                let rotated = self
-                    .manager
-                    .rotate(&found.key, &mut session, session_cfg, route)
-                    .await?;
-                match rotated {
-                    Some((id, key)) => sess.issued(id, key, session),
-                    None => sess.ended_elsewhere(),
-                }
-            }
-            Some(found) => {
-                if self
-                    .manager
-                    .save(&found.key, &mut session, session_cfg)
-                    .await?
-                {
-                    sess.live = Some(Found { session, ..found });
-                } else {
-                    sess.ended_elsewhere();
-                }
-            }
-            None => {
-                self.manager
-                    .new_sessions
-                    .take(
-                        self.client_ip,
-                        session_cfg.max_new_sessions_per_client,
-                        self.now,
-                    )
-                    .map_err(CaptureError::TooManyNewSessions)?;
-                let (id, key) = self
-                    .manager
-                    .create(&mut session, session_cfg, route)
-                    .await?;
-                sess.issued(id, key, session);
-            }
         }
         Ok(())
     }
@@ -300,17 +243,12 @@ impl<'a, S: SessionStore + 'static> Exchange<'a, S> {
             tracing::warn!(route = %self.route.name, source, "refused a login from the {source}: the user is empty, over 256 bytes or holds control characters");
             return false;
         }
-        if session.user() == Some(user) {
-            return false;
-        }
-        session.identity = Some(Identity {
+        let identity = Identity {
             user: user.to_string(),
             email: None,
             groups: Vec::new(),
-        });
-        session.started = self.now;
-        session.last_seen = self.now;
-        true
+        };
+        session.bind(identity, self.now)
     }
 }
 

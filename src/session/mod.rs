@@ -153,6 +153,20 @@ impl Session {
     pub fn user(&self) -> Option<&str> {
         self.identity.as_ref().map(|i| i.user.as_str())
     }
+
+    /// Binds `identity` at a login (any provider); true when it changed, so
+    /// the session must rotate (SPEC §4.6). A login naming the user already
+    /// bound, with the same email and groups, changes nothing. A login
+    /// restarts the absolute timeout (§7.2).
+    pub fn bind(&mut self, identity: Identity, now: u64) -> bool {
+        if self.identity.as_ref() == Some(&identity) {
+            return false;
+        }
+        self.identity = Some(identity);
+        self.started = now;
+        self.last_seen = now;
+        true
+    }
 }
 
 #[cfg(test)]

@@ -11,10 +11,30 @@ use super::audit::audit;
 use super::codec::{Handle, SessionId, SessionKey, VerifyCache};
 use super::cookies::{session_cookie, CookieScan};
 use super::csrf::{csrf, CrossSite};
+use super::limit::RetryAfter;
 use super::manager::{Found, Lookup, Manager};
 use super::store::{SessionStore, StoreError};
 use super::{now_ms, Identity, Session};
 use crate::config::{Csrf, Session as SessionConfig};
+
+/// Who would create a session, and when: what
+/// `session.max_new_sessions_per_client` counts ([`super::limit`]).
+#[derive(Debug, Clone, Copy)]
+pub struct NewSession {
+    /// The peer, or behind `trusted_proxies` the client it forwarded for.
+    pub client: std::net::IpAddr,
+    pub now: u64,
+}
+
+/// Why a changed session could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// `session.max_new_sessions_per_client`: no session was made.
+    #[error("client is creating sessions too fast (retry after {} s)", .0 .0)]
+    TooManyNewSessions(RetryAfter),
+}
 
 /// What the request's cookies led to, and what the response must say.
 #[derive(Debug, Default)]
@@ -126,6 +146,69 @@ impl SessionState {
         }
         csrf(cfg, method, headers, host)
             .inspect_err(|_| audit("csrf_rejected", self.key(), self.user(), route))
+    }
+
+    /// Writes a changed session: under a new id when `rotate`, else under
+    /// its own, or created when the request had none (§4.5). A session that
+    /// ended meanwhile (a logout or revocation elsewhere) is not brought back.
+    /// Every login takes this path, whichever provider made it.
+    pub async fn commit<S: SessionStore + 'static>(
+        &mut self,
+        manager: &Manager<S>,
+        cfg: &SessionConfig,
+        mut session: Arc<Session>,
+        rotate: bool,
+        route: Option<&str>,
+        new: NewSession,
+    ) -> Result<(), CommitError> {
+        match self.live.take() {
+            Some(found) if rotate => {
+                match manager.rotate(&found.key, &mut session, cfg, route).await? {
+                    Some((id, key)) => self.issued(id, key, session),
+                    None => self.ended_elsewhere(),
+                }
+            }
+            Some(found) => {
+                if manager.save(&found.key, &mut session, cfg).await? {
+                    self.live = Some(Found { session, ..found });
+                } else {
+                    self.ended_elsewhere();
+                }
+            }
+            None => {
+                manager
+                    .new_sessions
+                    .take(new.client, cfg.max_new_sessions_per_client, new.now)
+                    .map_err(CommitError::TooManyNewSessions)?;
+                let (id, key) = manager.create(&mut session, cfg, route).await?;
+                self.issued(id, key, session);
+            }
+        }
+        Ok(())
+    }
+
+    /// A login by the proxy's own provider (`local`): binds `identity` to
+    /// the request's session, or to a new one made by `fresh`, and rotates
+    /// it ([`Session::bind`], [`SessionState::commit`]: the path an
+    /// upstream login header takes too). True when the session now carries
+    /// the identity; false when it ended elsewhere meanwhile.
+    pub async fn login<S: SessionStore + 'static>(
+        &mut self,
+        manager: &Manager<S>,
+        cfg: &SessionConfig,
+        identity: Identity,
+        new: NewSession,
+        fresh: impl FnOnce() -> Session,
+        route: Option<&str>,
+    ) -> Result<bool, CommitError> {
+        let mut session = match self.live.as_ref() {
+            Some(f) => Arc::clone(&f.session),
+            None => Arc::new(fresh()),
+        };
+        if Arc::make_mut(&mut session).bind(identity, new.now) {
+            self.commit(manager, cfg, session, true, route, new).await?;
+        }
+        Ok(self.identity().is_some())
     }
 
     /// The session now lives under a new id (created or rotated): the

@@ -114,7 +114,11 @@ pub fn forwarded_client(
             return client;
         };
         for hop in text.rsplit(',') {
-            match hop.trim().parse::<std::net::IpAddr>() {
+            match hop
+                .trim()
+                .parse::<std::net::IpAddr>()
+                .map(|ip| ip.to_canonical())
+            {
                 Ok(ip) if is_trusted(&ip) => client = ip,
                 Ok(ip) => return ip,
                 Err(_) => return client,
