@@ -1,21 +1,22 @@
 #!/usr/bin/env bash
 # The whole test suite. Installs what it needs that a fresh machine lacks
-# (a Python venv under target/ with Flask, and the Django and Trac that
-# tests/real_apps.rs stands behind; chromium, redis and promtool from
-# Debian), then runs formatting, lints, the
-# dependency policy check and every test.
+# (a Python venv under target/ with Flask, the Django and Trac that
+# tests/real_apps.rs stands behind, and PyJWT, which checks the signed
+# identity assertion in tests/identity_assertion.rs; chromium, redis and
+# promtool from Debian), then runs formatting, lints, the dependency
+# policy check and every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 venv=target/venv
-if ! "$venv/bin/python" -c "import flask, flask_sock, django, trac" 2>/dev/null; then
-  echo "== installing Flask, flask-sock, Django and Trac into $venv"
+if ! "$venv/bin/python" -c "import flask, flask_sock, django, trac, jwt, cryptography" 2>/dev/null; then
+  echo "== installing Flask, flask-sock, Django, Trac and PyJWT into $venv"
   [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
   # `python -m pip`, not bin/pip: a venv copied from another checkout keeps
   # a pip whose #! line installs into the original. Trac 1.6 imports
   # pkg_resources, which setuptools 82 removed.
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
-    flask flask-sock 'django>=5,<6' 'trac>=1.6,<1.7' 'setuptools<82'
+    flask flask-sock 'django>=5,<6' 'trac>=1.6,<1.7' 'setuptools<82' 'pyjwt[crypto]>=2.8,<3'
 fi
 export CLOAKROOM_TEST_PYTHON="$PWD/$venv/bin/python"
 

@@ -9,7 +9,8 @@
 //! upstream request, send over the pooled [`upstream`] client, respond;
 //! [`session`] holds every session rule (the cookie codec, the one `Cookie`
 //! scan, the jar, the decision on a response, CSRF, audit events) over any
-//! [`store`] backend; [`identity`] sets the trusted identity headers;
+//! [`store`] backend; [`identity`] sets the trusted identity headers and
+//! signs the identity assertion;
 //! [`auth`] answers `/.cloakroom/`; [`admin`] is the admin listener.
 //!
 //! Imports only run down these layers, never back up (top first):

@@ -12,6 +12,7 @@ use rustls::ServerConfig;
 use tokio::sync::watch;
 
 use crate::config::{restart_required, Config, ConfigError, LoadError};
+use crate::identity::assertion::{Assertion, AssertionError};
 use crate::identity::IdentityHeaders;
 use crate::metrics::RequestCounters;
 use crate::route::RouteTable;
@@ -27,6 +28,8 @@ pub enum StateError {
     Config(#[from] LoadError),
     #[error(transparent)]
     Tls(#[from] TlsError),
+    #[error(transparent)]
+    Assertion(#[from] AssertionError),
 }
 
 impl StateError {
@@ -50,6 +53,12 @@ impl StateError {
                     message: e.to_string(),
                 }]
             }
+            StateError::Assertion(e) => vec![ConfigError {
+                file: String::new(),
+                line: 0,
+                key: "identity.assertion_header".into(),
+                message: e.to_string(),
+            }],
         }
     }
 }
@@ -64,6 +73,8 @@ pub struct State {
     pub cert_not_after: Vec<(String, SystemTime)>,
     pub upstream: Upstream,
     pub identity: IdentityHeaders,
+    /// The identity assertion's signing key (SPEC §8.6a), when configured.
+    pub assertion: Option<Assertion>,
     /// `cloakroom_upstream_duration_seconds` per route, by route index.
     pub upstream_timers: Vec<prometheus::Histogram>,
     /// `cloakroom_requests_total` per route index, then one for no route.
@@ -72,9 +83,11 @@ pub struct State {
 
 impl State {
     /// Builds the state; certificates must exist (see [`tls::ensure_default_cert`]).
+    /// Reads (or first creates) the assertion key file.
     pub fn build(config: Config) -> Result<State, StateError> {
         let certificates = tls::server_config(&config.tls)?;
         Ok(State {
+            assertion: Assertion::load(&config.identity)?,
             routes: RouteTable::new(&config.routes),
             tls: certificates.config,
             cert_not_after: certificates.not_after,

@@ -1,20 +1,24 @@
 //! The proxy's own endpoints under `/.cloakroom/` (SPEC §8.3, §8.7):
 //! `GET session` (who am I), `POST logout`, and `GET login`, which with the
 //! `upstream` and `none` providers sends the browser to the app's own login
-//! page. Anything else under the prefix is 404.
+//! page; `GET jwks.json`, the keys that verify the identity assertion
+//! (SPEC §8.6a). Anything else under the prefix is 404.
 
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use crate::config::{Config, Provider};
+use crate::identity::assertion::Assertion;
 use crate::reply::{json, no_content, redirect, ProxyBody, ProxyError};
 use crate::session::{Manager, SessionState, SessionStore};
 use crate::wire::headers::accepts_html;
 use crate::wire::percent::{percent_decode, percent_encode};
 
+#[allow(clippy::too_many_arguments)]
 pub async fn serve<S: SessionStore + 'static>(
     manager: &Manager<S>,
     config: &Config,
+    assertion: Option<&Assertion>,
     req: &Request<Incoming>,
     path: &str,
     query: Option<&str>,
@@ -25,6 +29,10 @@ pub async fn serve<S: SessionStore + 'static>(
     let read = method == Method::GET || method == Method::HEAD;
     match path {
         "/.cloakroom/session" if read => Ok(session_info(config, sess)),
+        "/.cloakroom/jwks.json" if read => match assertion {
+            Some(a) => Ok(jwks(a)),
+            None => Err(ProxyError::NotFound),
+        },
         "/.cloakroom/logout" if method == Method::POST => {
             sess.check_csrf(&config.csrf, method, req.headers(), host, None)
                 .map_err(|_| ProxyError::CsrfRejected)?;
@@ -41,6 +49,18 @@ pub async fn serve<S: SessionStore + 'static>(
         },
         _ => Err(ProxyError::NotFound),
     }
+}
+
+/// The assertion's public key set. Cacheable for five minutes: the key
+/// changes only when an operator replaces the file, and verifiers refetch
+/// on an unknown `kid`.
+fn jwks(assertion: &Assertion) -> Response<ProxyBody> {
+    let mut resp = json(StatusCode::OK, assertion.jwks());
+    resp.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("public, max-age=300"),
+    );
+    resp
 }
 
 /// `{authenticated, user, email, groups, expires_at}`; never the id.

@@ -30,14 +30,17 @@ pub(super) fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
             return Err(ConfigErrors(c.errs.errors));
         }
     };
+    let server = c.server(raw.server);
+    let tls = c.tls(raw.tls);
+    let session = c.session(raw.session);
     let mut config = Config {
         path: path.to_path_buf(),
-        server: c.server(raw.server),
-        tls: c.tls(raw.tls),
-        session: c.session(raw.session),
+        server,
+        tls,
         store: c.store(raw.store),
         auth: c.auth(raw.auth),
-        identity: c.identity(raw.identity),
+        identity: c.identity(raw.identity, &session.secret_file),
+        session,
         csrf: c.csrf(raw.csrf),
         routes: c.routes(raw.route),
         warnings: Vec::new(),
@@ -636,7 +639,7 @@ impl Ctx<'_> {
         )
     }
 
-    fn identity(&mut self, r: raw::RawIdentity) -> Identity {
+    fn identity(&mut self, r: raw::RawIdentity, secret_file: &Path) -> Identity {
         let mut strip = Vec::new();
         for h in self.list(r.strip_from_client) {
             match HeaderName::from_bytes(h.get_ref().trim().as_bytes()) {
@@ -648,14 +651,6 @@ impl Ctx<'_> {
                 ),
             }
         }
-        if let Some(v) = r
-            .assertion_header
-            .as_ref()
-            .filter(|v| !v.get_ref().is_empty())
-        {
-            let msg = "has no effect yet: the signed identity assertion is not sent; the header is only stripped from client requests";
-            self.errs.warn(at(v), "identity.assertion_header", msg);
-        }
         let assertion = match r.assertion_header {
             Some(v) if v.get_ref().is_empty() => None,
             None => None,
@@ -663,6 +658,32 @@ impl Ctx<'_> {
                 Some(self.header_name("identity.assertion_header", some, "X-Cloakroom-Assertion"))
             }
         };
+        if let Some(v) = r
+            .assertion_algorithm
+            .as_ref()
+            .filter(|_| assertion.is_none())
+        {
+            let msg =
+                "has no effect: identity.assertion_header is empty, so no assertion is signed";
+            self.errs
+                .warn(at(v), "identity.assertion_algorithm", msg.to_string());
+        }
+        let algorithm = self.choice(
+            "identity.assertion_algorithm",
+            r.assertion_algorithm,
+            AssertionAlgorithm::Es256,
+            &[
+                ("ES256", AssertionAlgorithm::Es256),
+                ("EdDSA", AssertionAlgorithm::EdDsa),
+            ],
+        );
+        let key_name = match algorithm {
+            AssertionAlgorithm::Es256 => "assertion-es256.key",
+            AssertionAlgorithm::EdDsa => "assertion-eddsa.key",
+        };
+        let assertion_key = secret_file
+            .parent()
+            .map_or_else(|| PathBuf::from(key_name), |d| d.join(key_name));
         Identity {
             user_header: self.header_name(
                 "identity.user_header",
@@ -681,6 +702,8 @@ impl Ctx<'_> {
             ),
             strip_from_client: strip,
             assertion_header: assertion,
+            assertion_algorithm: algorithm,
+            assertion_key,
         }
     }
 
@@ -1102,7 +1125,7 @@ mod tests {
              oidc_issuer = \"https://i\"\noidc_client_id = \"c\"\noidc_client_secret_env = \"S\"\n\
              oidc_scopes = [\"openid\"]\noidc_groups_claim = \"g\"\n\
              form_user_field = \"user\"\nform_success_paths = [\"/home\"]\n\
-             [identity]\nassertion_header = \"X-Assertion\"\n{ROUTE}"
+             [identity]\nassertion_algorithm = \"EdDSA\"\n{ROUTE}"
         );
         let w = warnings(&text);
         let keys = [
@@ -1121,7 +1144,7 @@ mod tests {
             "auth.oidc_groups_claim",
             "auth.form_user_field",
             "auth.form_success_paths",
-            "identity.assertion_header",
+            "identity.assertion_algorithm",
         ];
         assert_eq!(w.len(), keys.len(), "{w:#?}");
         for (w, key) in w.iter().zip(keys) {
@@ -1129,7 +1152,8 @@ mod tests {
                 .lines()
                 .position(|l| l.starts_with(key.split('.').nth(1).unwrap()));
             let redis_key = key.starts_with("store.redis") || key == "store.key_prefix";
-            let yet = if redis_key { "" } else { " yet" };
+            let for_now = !(redis_key || key == "identity.assertion_algorithm");
+            let yet = if for_now { " yet" } else { "" };
             let want = format!(
                 "/x/proxy.toml:{}: {key}: has no effect{yet}: ",
                 line.unwrap() + 1
@@ -1141,18 +1165,34 @@ mod tests {
         assert!(w[8].contains("provider = \"oidc\""), "{}", w[8]);
         assert!(w[13].contains("provider = \"form\""), "{}", w[13]);
         assert!(
-            w[15].contains("only stripped from client requests"),
+            w[15].contains("identity.assertion_header is empty"),
             "{}",
             w[15]
         );
     }
 
     #[test]
-    fn s8_assertion_header_still_strips_and_off_does_not_warn() {
-        let text = format!("[identity]\nassertion_header = \"X-Assertion\"\n{ROUTE}");
+    fn s8_6a_assertion_header_and_algorithm_are_read_without_warnings() {
+        let text = format!(
+            "[session]\nsecret_file = \"keys/s.key\"\n\
+             [identity]\nassertion_header = \"X-Assertion\"\nassertion_algorithm = \"EdDSA\"\n{ROUTE}"
+        );
         let c = Config::parse(Path::new("/x/proxy.toml"), &text).unwrap();
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
         assert_eq!(c.identity.assertion_header.unwrap().as_str(), "x-assertion");
+        assert_eq!(c.identity.assertion_algorithm, AssertionAlgorithm::EdDsa);
+        assert_eq!(
+            c.identity.assertion_key,
+            Path::new("/x/keys/assertion-eddsa.key")
+        );
+        let off = Config::parse(Path::new("/x/proxy.toml"), ROUTE).unwrap();
+        assert_eq!(off.identity.assertion_algorithm, AssertionAlgorithm::Es256);
+        assert!(off.identity.assertion_header.is_none());
         assert!(warnings(&format!("[identity]\nassertion_header = \"\"\n{ROUTE}")).is_empty());
+        let e = errors(&format!(
+            "[identity]\nassertion_header = \"X-A\"\nassertion_algorithm = \"HS256\"\n{ROUTE}"
+        ));
+        assert!(e[0].contains("identity.assertion_algorithm"), "{e:?}");
     }
 
     #[test]

@@ -219,6 +219,7 @@ async fn serve<'a>(
         let own = crate::auth::serve(
             manager,
             cfg,
+            state.assertion.as_ref(),
             &req,
             &ctx.path,
             ctx.query,

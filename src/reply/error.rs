@@ -38,6 +38,14 @@ pub enum ProxyError {
     /// `max_sessions` with nothing to evict (503, SPEC §7.3).
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The proxy could not do its own part (sign an identity assertion,
+    /// say): 500, logged with its cause, never forwarded half-done.
+    #[error("{what}")]
+    Internal {
+        what: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 impl ProxyError {
@@ -53,6 +61,7 @@ impl ProxyError {
             ProxyError::Unauthenticated => StatusCode::UNAUTHORIZED,
             ProxyError::CsrfRejected => StatusCode::FORBIDDEN,
             ProxyError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -74,6 +83,9 @@ impl ProxyError {
             // ends (`store::outage`); the requests meeting it are counted.
             ProxyError::Store(e) => {
                 tracing::debug!(route, error = %e, cause = ?std::error::Error::source(e), "session store error")
+            }
+            ProxyError::Internal { what, source } => {
+                tracing::error!(route, error = %what, cause = %source, "request failed in the proxy")
             }
             other => tracing::debug!(route, error = %other, "request refused"),
         }
