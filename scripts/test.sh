@@ -44,6 +44,12 @@ if [ ! -x /usr/bin/promtool ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus
 fi
+# tests/oidc.rs logs in through a real OpenID Provider: panva's
+# oidc-provider (9.x runs on Debian's Node 20, with a warning that it prefers 22).
+if [ ! -f target/oidc-provider/node_modules/oidc-provider/package.json ]; then
+  echo "== installing oidc-provider into target/oidc-provider"
+  npm install --prefix target/oidc-provider --no-audit --no-fund --no-save oidc-provider@9.13.3
+fi
 if [ ! -d tests/browser/node_modules ]; then
   echo "== installing playwright-core into tests/browser"
   npm ci --prefix tests/browser --no-audit --no-fund

@@ -11,7 +11,8 @@
 //! scan, the jar, the decision on a response, CSRF, audit events) over any
 //! [`store`] backend; [`identity`] sets the trusted identity headers and
 //! signs the identity assertion;
-//! [`auth`] answers `/.cloakroom/`; [`admin`] is the admin listener.
+//! [`auth`] answers `/.cloakroom/`, with [`oidc`] as its relying party for
+//! single sign-on; [`admin`] is the admin listener.
 //!
 //! Imports only run down these layers, never back up (top first):
 //!
@@ -22,7 +23,8 @@
 //! proxy                            the phase order and one file per phase
 //! auth                             /.cloakroom/ endpoints
 //! state                            State (swapped on reload) and Shared
-//! identity, route, tls, store      header names, route table, certificates, backends
+//! identity, route, tls, store,     header names, route table, certificates, backends,
+//!   oidc                           the OpenID Connect relying party
 //! reply                            response bodies, own pages, ProxyError → response
 //! session                          session rules and the SessionStore contract
 //! upstream, telemetry              pooled client; logs and access lines
@@ -40,6 +42,7 @@ pub mod config;
 pub mod identity;
 pub mod metrics;
 pub mod net;
+pub mod oidc;
 pub mod proxy;
 pub mod reply;
 pub mod route;

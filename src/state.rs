@@ -11,10 +11,11 @@ use arc_swap::ArcSwap;
 use rustls::ServerConfig;
 use tokio::sync::watch;
 
-use crate::config::{restart_required, Config, ConfigError, LoadError};
+use crate::config::{restart_required, Config, ConfigError, LoadError, Provider};
 use crate::identity::assertion::{Assertion, AssertionError};
 use crate::identity::IdentityHeaders;
 use crate::metrics::RequestCounters;
+use crate::oidc::{OidcError, RelyingParty};
 use crate::route::RouteTable;
 use crate::session::Manager;
 use crate::store::{SessionStore, Store};
@@ -30,6 +31,8 @@ pub enum StateError {
     Tls(#[from] TlsError),
     #[error(transparent)]
     Assertion(#[from] AssertionError),
+    #[error(transparent)]
+    Oidc(#[from] OidcError),
 }
 
 impl StateError {
@@ -53,6 +56,12 @@ impl StateError {
                     message: e.to_string(),
                 }]
             }
+            StateError::Oidc(e) => vec![ConfigError {
+                file: String::new(),
+                line: 0,
+                key: "auth.oidc_issuer".into(),
+                message: e.to_string(),
+            }],
             StateError::Assertion(e) => vec![ConfigError {
                 file: String::new(),
                 line: 0,
@@ -75,6 +84,9 @@ pub struct State {
     pub identity: IdentityHeaders,
     /// The identity assertion's signing key (SPEC §8.6a), when configured.
     pub assertion: Option<Assertion>,
+    /// The OIDC relying party with `provider = "oidc"`; kept by a reload
+    /// that does not change its settings (pending logins survive).
+    pub oidc: Option<Arc<RelyingParty>>,
     /// `cloakroom_upstream_duration_seconds` per route, by route index.
     pub upstream_timers: Vec<prometheus::Histogram>,
     /// `cloakroom_requests_total` per route index, then one for no route.
@@ -86,7 +98,12 @@ impl State {
     /// Reads (or first creates) the assertion key file.
     pub fn build(config: Config) -> Result<State, StateError> {
         let certificates = tls::server_config(&config.tls)?;
+        let oidc = match config.auth.provider {
+            Provider::Oidc => Some(Arc::new(RelyingParty::new(&config.auth)?)),
+            _ => None,
+        };
         Ok(State {
+            oidc,
             assertion: Assertion::load(&config.identity)?,
             routes: RouteTable::new(&config.routes),
             tls: certificates.config,
@@ -190,7 +207,12 @@ impl Shared {
         let current = self.state();
         let config = Config::load(&current.config.path)?;
         tls::ensure_default_cert(&config.tls)?;
-        let next = State::build(config)?;
+        let mut next = State::build(config)?;
+        if let (Some(running), Some(_)) = (&current.oidc, &next.oidc) {
+            if running.same_settings(&next.config.auth) {
+                next.oidc = Some(running.clone());
+            }
+        }
         next.config.log_warnings();
         let kept = restart_required(&current.config, &next.config);
         for key in &kept {

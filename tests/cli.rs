@@ -43,7 +43,7 @@ fn s3_check_refuses_an_auth_provider_this_build_lacks() {
     assert_eq!(code, 2, "{stderr}");
     assert!(
         stderr.contains("local.toml:2: auth.provider: \"local\" is not built yet")
-            && stderr.contains("\"none\" and \"upstream\""),
+            && stderr.contains("\"none\", \"upstream\" and \"oidc\""),
         "{stderr}"
     );
 }

@@ -1,8 +1,14 @@
 //! The proxy's own endpoints under `/.cloakroom/` (SPEC §8.3, §8.7):
 //! `GET session` (who am I), `POST logout`, and `GET login`, which with the
 //! `upstream` and `none` providers sends the browser to the app's own login
-//! page; `GET jwks.json`, the keys that verify the identity assertion
-//! (SPEC §8.6a). Anything else under the prefix is 404.
+//! page, and with `oidc` starts the authorization code flow ([`oidc`],
+//! whose callback is `GET callback`); `GET jwks.json`, the keys that verify
+//! the identity assertion (SPEC §8.6a). Anything else under the prefix is
+//! 404.
+
+mod oidc;
+
+use std::net::IpAddr;
 
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -11,25 +17,33 @@ use crate::config::{Config, Provider};
 use crate::identity::assertion::Assertion;
 use crate::reply::{json, no_content, redirect, ProxyBody, ProxyError};
 use crate::session::{Manager, SessionState, SessionStore};
+use crate::state::State;
 use crate::wire::headers::accepts_html;
 use crate::wire::percent::{percent_decode, percent_encode};
 
-#[allow(clippy::too_many_arguments)]
+/// One request to the proxy's own endpoints.
+pub struct Own<'a, S> {
+    pub manager: &'a Manager<S>,
+    pub state: &'a State,
+    pub req: &'a Request<Incoming>,
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+    /// The validated host the client asked for.
+    pub host: &'a str,
+    pub client_ip: IpAddr,
+}
+
 pub async fn serve<S: SessionStore + 'static>(
-    manager: &Manager<S>,
-    config: &Config,
-    assertion: Option<&Assertion>,
-    req: &Request<Incoming>,
-    path: &str,
-    query: Option<&str>,
-    host: &str,
+    own: Own<'_, S>,
     sess: &mut SessionState,
 ) -> Result<Response<ProxyBody>, ProxyError> {
+    let (manager, state, req, query, host) = (own.manager, own.state, own.req, own.query, own.host);
+    let config: &Config = &state.config;
     let method = req.method();
     let read = method == Method::GET || method == Method::HEAD;
-    match path {
+    match own.path {
         "/.cloakroom/session" if read => Ok(session_info(config, sess)),
-        "/.cloakroom/jwks.json" if read => match assertion {
+        "/.cloakroom/jwks.json" if read => match &state.assertion {
             Some(a) => Ok(jwks(a)),
             None => Err(ProxyError::NotFound),
         },
@@ -37,15 +51,25 @@ pub async fn serve<S: SessionStore + 'static>(
             sess.check_csrf(&config.csrf, method, req.headers(), host, None)
                 .map_err(|_| ProxyError::CsrfRejected)?;
             sess.end(manager, "logout", None).await?;
-            Ok(if accepts_html(req.headers()) {
-                redirect(StatusCode::SEE_OTHER, "/")
-            } else {
-                no_content()
-            })
+            if !accepts_html(req.headers()) {
+                return Ok(no_content());
+            }
+            // SPEC §8.6: an OIDC session ends at the issuer too, when it
+            // offers RP-initiated logout.
+            let at_issuer = state.oidc.as_ref().and_then(|rp| rp.logout_url());
+            Ok(redirect(
+                StatusCode::SEE_OTHER,
+                at_issuer.as_deref().unwrap_or("/"),
+            ))
         }
-        "/.cloakroom/login" if read => match config.auth.provider {
-            Provider::None | Provider::Upstream => Ok(app_login(config, query)),
-            Provider::Local | Provider::Oidc => Err(ProxyError::NotFound),
+        "/.cloakroom/login" if read => match (config.auth.provider, &state.oidc) {
+            (Provider::None | Provider::Upstream, _) => Ok(app_login(config, query)),
+            (Provider::Oidc, Some(rp)) => oidc::start(&own, rp, sess).await,
+            _ => Err(ProxyError::NotFound),
+        },
+        "/.cloakroom/callback" if read => match &state.oidc {
+            Some(rp) => oidc::callback(&own, rp, sess).await,
+            None => Err(ProxyError::NotFound),
         },
         _ => Err(ProxyError::NotFound),
     }
@@ -81,6 +105,19 @@ fn session_info(config: &Config, sess: &SessionState) -> Response<ProxyBody> {
     json(StatusCode::OK, body.to_string())
 }
 
+/// The value of `name` in a query string, percent-decoded.
+fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    query?
+        .split('&')
+        .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+        .map(percent_decode)
+}
+
+/// The `rd` return path, when it is a same-origin relative path.
+fn return_path(query: Option<&str>) -> Option<String> {
+    query_param(query, "rd").filter(|rd| is_local_path(rd))
+}
+
 /// Sends the browser to the app's own login page, keeping `rd` as `next`
 /// when it is a same-origin relative path.
 fn app_login(config: &Config, query: Option<&str>) -> Response<ProxyBody> {
@@ -89,10 +126,7 @@ fn app_login(config: &Config, query: Option<&str>) -> Response<ProxyBody> {
         .login_paths
         .first()
         .map_or("/login", String::as_str);
-    let rd = query
-        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("rd=")))
-        .map(percent_decode)
-        .filter(|rd| is_local_path(rd));
+    let rd = return_path(query);
     let location = match rd {
         Some(rd) => format!("{login}?next={}", percent_encode(&rd)),
         None => login.to_string(),

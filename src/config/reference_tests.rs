@@ -120,7 +120,11 @@ fn setting(d: &KeyDoc, value: &str) -> String {
 fn accepted(d: &KeyDoc, value: &str) -> bool {
     match Config::parse(Path::new("/x/proxy.toml"), &setting(d, value)) {
         Ok(_) => true,
-        Err(e) => e.to_string().contains("not built"),
+        // Accepted, but needing companion keys (`oidc` needs an issuer).
+        Err(e) => {
+            let e = e.to_string();
+            e.contains("not built") || e.contains("is required with provider")
+        }
     }
 }
 

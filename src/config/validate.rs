@@ -51,6 +51,28 @@ pub(super) fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
     Ok(config)
 }
 
+/// An OIDC issuer: `https://host[:port][/path]`, or `http://` on a
+/// loopback host (127.0.0.0/8, ::1, localhost); no query or fragment.
+fn check_issuer(text: &str) -> Result<(), &'static str> {
+    let uri: Uri = text.parse().map_err(|_| "is not a URL")?;
+    let host = uri.host().ok_or("has no host")?;
+    if uri.query().is_some() || text.contains('#') {
+        return Err("must have no query or fragment");
+    }
+    let loopback = host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    match uri.scheme_str() {
+        Some("https") => Ok(()),
+        Some("http") if loopback => Ok(()),
+        Some("http") => Err("must be https (plain http is allowed only for a loopback issuer)"),
+        _ => Err("must be an https URL"),
+    }
+}
+
 struct Ctx<'a> {
     errs: Collector<'a>,
     base: PathBuf,
@@ -535,8 +557,9 @@ impl Ctx<'_> {
         }
     }
 
-    fn auth(&mut self, r: raw::RawAuth) -> Auth {
-        let provider = self.provider(r.provider);
+    fn auth(&mut self, mut r: raw::RawAuth) -> Auth {
+        let provider_at = r.provider.as_ref().and_then(at);
+        let provider = self.provider(r.provider.take());
         let login_paths = match r.login_paths {
             None => DEFAULT_LOGIN_PATHS.map(String::from).to_vec(),
             some => self.path_list("auth.login_paths", some),
@@ -555,16 +578,28 @@ impl Ctx<'_> {
             local,
         );
         self.not_built("auth.failure_window", &r.failure_window, local);
-        let oidc = "provider = \"oidc\"";
-        self.not_built("auth.oidc_issuer", &r.oidc_issuer, oidc);
-        self.not_built("auth.oidc_client_id", &r.oidc_client_id, oidc);
-        self.not_built(
-            "auth.oidc_client_secret_env",
-            &r.oidc_client_secret_env,
-            oidc,
-        );
-        self.not_built("auth.oidc_scopes", &r.oidc_scopes, oidc);
-        self.not_built("auth.oidc_groups_claim", &r.oidc_groups_claim, oidc);
+        if provider != Provider::Oidc {
+            for (key, set) in [
+                ("auth.oidc_issuer", r.oidc_issuer.as_ref().map(at)),
+                ("auth.oidc_client_id", r.oidc_client_id.as_ref().map(at)),
+                (
+                    "auth.oidc_client_secret_env",
+                    r.oidc_client_secret_env.as_ref().map(at),
+                ),
+                ("auth.oidc_scopes", r.oidc_scopes.as_ref().map(at)),
+                (
+                    "auth.oidc_groups_claim",
+                    r.oidc_groups_claim.as_ref().map(at),
+                ),
+            ] {
+                if let Some(pos) = set {
+                    let msg = "has no effect: it is read only with provider = \"oidc\"";
+                    self.errs.warn(pos, key, msg.to_string());
+                }
+            }
+        } else {
+            self.oidc_required(&r.oidc_issuer, &r.oidc_client_id, provider_at);
+        }
         let form = "provider = \"form\"";
         self.not_built("auth.form_user_field", &r.form_user_field, form);
         self.not_built("auth.form_success_paths", &r.form_success_paths, form);
@@ -616,16 +651,47 @@ impl Ctx<'_> {
         auth
     }
 
-    /// Only `none` and `upstream` are built. The SPEC's other providers are
-    /// refused by name rather than accepted and ignored.
+    /// `provider = "oidc"` needs an issuer (an `https` URL, or `http` on a
+    /// loopback host: a test or sidecar issuer) and a client id.
+    fn oidc_required(
+        &mut self,
+        issuer: &S<String>,
+        client_id: &S<String>,
+        provider_at: Option<usize>,
+    ) {
+        match issuer {
+            Some(v) => {
+                if let Err(why) = check_issuer(v.get_ref()) {
+                    self.err(at(v), "auth.oidc_issuer", format!("{:?} {why}", v.get_ref()));
+                }
+            }
+            None => self.err(provider_at, "auth.oidc_issuer", "is required with provider = \"oidc\": the issuer URL, e.g. \"https://accounts.example.com\""),
+        }
+        match client_id {
+            Some(v) if !v.get_ref().trim().is_empty() => {}
+            Some(v) => self.err(
+                at(v),
+                "auth.oidc_client_id",
+                "must not be empty with provider = \"oidc\"",
+            ),
+            None => self.err(
+                provider_at,
+                "auth.oidc_client_id",
+                "is required with provider = \"oidc\": the client id registered at the issuer",
+            ),
+        }
+    }
+
+    /// `none`, `upstream` and `oidc` are built. The SPEC's other providers
+    /// are refused by name rather than accepted and ignored.
     fn provider(&mut self, v: S<String>) -> Provider {
-        const NOT_BUILT: [&str; 3] = ["local", "oidc", "form"];
+        const NOT_BUILT: [&str; 2] = ["local", "form"];
         if let Some(p) = v
             .as_ref()
             .filter(|p| NOT_BUILT.contains(&p.get_ref().as_str()))
         {
             let msg = format!(
-                "{:?} is not built yet; this build supports \"none\" and \"upstream\"",
+                "{:?} is not built yet; this build supports \"none\", \"upstream\" and \"oidc\"",
                 p.get_ref()
             );
             self.err(at(p), "auth.provider", msg);
@@ -635,7 +701,11 @@ impl Ctx<'_> {
             "auth.provider",
             v,
             Provider::None,
-            &[("none", Provider::None), ("upstream", Provider::Upstream)],
+            &[
+                ("none", Provider::None),
+                ("upstream", Provider::Upstream),
+                ("oidc", Provider::Oidc),
+            ],
         )
     }
 
@@ -1038,13 +1108,13 @@ mod tests {
 
     #[test]
     fn s3_a_provider_not_built_is_an_error_naming_what_is() {
-        for p in ["local", "oidc", "form"] {
+        for p in ["local", "form"] {
             let e = errors(&format!("[auth]\nprovider = \"{p}\"\n{ROUTE}"));
             assert_eq!(e.len(), 1, "{e:?}");
             assert!(e[0].contains(":2: auth.provider: "), "{e:?}");
             assert!(
                 e[0].contains(&format!("\"{p}\" is not built yet"))
-                    && e[0].contains("\"none\" and \"upstream\""),
+                    && e[0].contains("\"none\", \"upstream\" and \"oidc\""),
                 "{e:?}"
             );
         }
@@ -1056,6 +1126,52 @@ mod tests {
         for p in ["none", "upstream"] {
             assert!(errors(&format!("[auth]\nprovider = \"{p}\"\n{ROUTE}")).is_empty());
         }
+    }
+
+    #[test]
+    fn s8_6_oidc_needs_an_issuer_and_a_client_id_and_https_off_loopback() {
+        let oidc = |extra: &str| format!("[auth]\nprovider = \"oidc\"\n{extra}\n{ROUTE}");
+        let e = errors(&oidc(""));
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(e[0].contains(":2: auth.oidc_issuer: is required"), "{e:?}");
+        assert!(
+            e[1].contains(":2: auth.oidc_client_id: is required"),
+            "{e:?}"
+        );
+        for (issuer, ok) in [
+            ("https://accounts.example.com", true),
+            ("https://example.com/realms/x", true),
+            ("http://127.0.0.1:9000", true),
+            ("http://localhost:9000/op", true),
+            ("http://[::1]:9000", true),
+            ("http://accounts.example.com", false),
+            ("https://example.com/?a=b", false),
+            ("ftp://example.com", false),
+            ("example.com", false),
+        ] {
+            let text = oidc(&format!(
+                "oidc_issuer = \"{issuer}\"\noidc_client_id = \"c\""
+            ));
+            assert_eq!(
+                errors(&text).is_empty(),
+                ok,
+                "{issuer}: {:?}",
+                errors(&text)
+            );
+        }
+        let text = oidc(
+            "oidc_issuer = \"https://i.example\"\noidc_client_id = \"c\"\n\
+             oidc_scopes = [\"openid\", \"groups\"]\noidc_groups_claim = \"roles\"",
+        );
+        assert!(warnings(&text).is_empty(), "{:?}", warnings(&text));
+        let c = Config::parse(Path::new("/x/proxy.toml"), &text).unwrap();
+        assert_eq!(c.auth.provider, Provider::Oidc);
+        assert_eq!(c.auth.oidc_scopes, ["openid", "groups"]);
+        let e = errors(&oidc("oidc_issuer = \"https://i\"\noidc_client_id = \" \""));
+        assert!(
+            e[0].contains("auth.oidc_client_id: must not be empty"),
+            "{e:?}"
+        );
     }
 
     #[test]
@@ -1152,7 +1268,9 @@ mod tests {
                 .lines()
                 .position(|l| l.starts_with(key.split('.').nth(1).unwrap()));
             let redis_key = key.starts_with("store.redis") || key == "store.key_prefix";
-            let for_now = !(redis_key || key == "identity.assertion_algorithm");
+            let for_now = !(redis_key
+                || key == "identity.assertion_algorithm"
+                || key.starts_with("auth.oidc"));
             let yet = if for_now { " yet" } else { "" };
             let want = format!(
                 "/x/proxy.toml:{}: {key}: has no effect{yet}: ",

@@ -217,13 +217,15 @@ async fn serve<'a>(
         // otherwise enlarge every proxied request's.
         let host = ctx.host.to_str().unwrap_or("");
         let own = crate::auth::serve(
-            manager,
-            cfg,
-            state.assertion.as_ref(),
-            &req,
-            &ctx.path,
-            ctx.query,
-            host,
+            crate::auth::Own {
+                manager,
+                state,
+                req: &req,
+                path: &ctx.path,
+                query: ctx.query,
+                host,
+                client_ip: ctx.conn.peer.ip(),
+            },
             &mut ctx.sess,
         );
         return Box::pin(own).await;

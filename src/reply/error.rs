@@ -38,6 +38,13 @@ pub enum ProxyError {
     /// `max_sessions` with nothing to evict (503, SPEC §7.3).
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A login at the proxy's own endpoints was refused (an unknown or
+    /// used OIDC state, an ID token that does not verify): 403.
+    #[error("login refused: {0}")]
+    LoginRefused(&'static str),
+    /// The identity provider could not be reached or answered nonsense.
+    #[error("the identity provider is unavailable")]
+    IssuerUnavailable,
     /// The proxy could not do its own part (sign an identity assertion,
     /// say): 500, logged with its cause, never forwarded half-done.
     #[error("{what}")]
@@ -59,7 +66,8 @@ impl ProxyError {
             ProxyError::Upstream(_) | ProxyError::UnexpectedUpgrade => StatusCode::BAD_GATEWAY,
             ProxyError::LoginRequired(_) => StatusCode::FOUND,
             ProxyError::Unauthenticated => StatusCode::UNAUTHORIZED,
-            ProxyError::CsrfRejected => StatusCode::FORBIDDEN,
+            ProxyError::CsrfRejected | ProxyError::LoginRefused(_) => StatusCode::FORBIDDEN,
+            ProxyError::IssuerUnavailable => StatusCode::BAD_GATEWAY,
             ProxyError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }

@@ -239,17 +239,12 @@ impl<S: SessionStore + 'static> Exchange<'_, S> {
                 return false;
             }
         };
-        if session.user() == Some(user) {
-            return false;
-        }
-        session.identity = Some(Identity {
+        let identity = Identity {
             user: user.to_string(),
             email: None,
             groups: Vec::new(),
-        });
-        session.started = self.now;
-        session.last_seen = self.now;
-        true
+        };
+        session.bind_identity(identity, self.now)
     }
 }
 

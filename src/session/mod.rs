@@ -152,6 +152,20 @@ impl Session {
     pub fn user(&self) -> Option<&str> {
         self.identity.as_ref().map(|i| i.user.as_str())
     }
+
+    /// A login (any provider) binds `identity` at `now`: the absolute
+    /// timeout restarts. False when it is the identity already bound, with
+    /// the same groups: then nothing changes (SPEC §4.6). The caller
+    /// rotates the session when this returns true.
+    pub fn bind_identity(&mut self, identity: Identity, now: u64) -> bool {
+        if self.identity.as_ref() == Some(&identity) {
+            return false;
+        }
+        self.identity = Some(identity);
+        self.started = now;
+        self.last_seen = now;
+        true
+    }
 }
 
 #[cfg(test)]

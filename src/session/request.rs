@@ -128,6 +128,63 @@ impl SessionState {
             .inspect_err(|_| audit("csrf_rejected", self.key(), self.user(), route))
     }
 
+    /// A provider's login (`oidc`): binds `identity` to the live session
+    /// (the one the login started from) and rotates it (SPEC §4.6), the
+    /// jar carried over; `login` is audited. Returns false when the
+    /// session ended meanwhile (nothing is bound; the cookie is cleared).
+    /// The upstream provider binds through the same
+    /// [`Session::bind_identity`] and rotation in [`super::capture`].
+    pub async fn login<S: SessionStore + 'static>(
+        &mut self,
+        manager: &Manager<S>,
+        cfg: &SessionConfig,
+        identity: Identity,
+        now: u64,
+    ) -> Result<bool, StoreError> {
+        let Some(found) = self.live.take() else {
+            return Ok(false);
+        };
+        let mut session = Arc::clone(&found.session);
+        if !Arc::make_mut(&mut session).bind_identity(identity, now) {
+            self.live = Some(found);
+            return Ok(true);
+        }
+        match manager.rotate(&found.key, &mut session, cfg, None).await? {
+            Some((id, key)) => {
+                self.issued(id, key, session);
+                audit("login", self.key(), self.user(), None);
+                Ok(true)
+            }
+            None => {
+                self.ended_elsewhere();
+                Ok(false)
+            }
+        }
+    }
+
+    /// Makes a session for a request that has none (a login is starting:
+    /// there is something to store, SPEC §4.5).
+    pub async fn ensure<S: SessionStore + 'static>(
+        &mut self,
+        manager: &Manager<S>,
+        cfg: &SessionConfig,
+        client_ip: &str,
+        user_agent: &str,
+    ) -> Result<SessionKey, StoreError> {
+        if let Some(found) = &self.live {
+            return Ok(found.key);
+        }
+        let mut session = Arc::new(Session::new(
+            now_ms(),
+            client_ip.to_string(),
+            user_agent,
+            "",
+        ));
+        let (id, key) = manager.create(&mut session, cfg, None).await?;
+        self.issued(id, key, session);
+        Ok(key)
+    }
+
     /// The session now lives under a new id (created or rotated): the
     /// response sends its cookie.
     pub fn issued(&mut self, id: SessionId, key: SessionKey, session: Arc<Session>) {
