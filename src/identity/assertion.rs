@@ -21,6 +21,7 @@
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD as B64};
 use base64::Engine;
@@ -32,10 +33,42 @@ use rustls::pki_types::PrivatePkcs8KeyDer;
 use serde::Serialize;
 
 use crate::config::{AssertionAlgorithm, Identity as IdentityConfig};
-use crate::session::Identity;
+use crate::session::{Identity, SessionKey};
 
 /// How long an assertion is valid after it is issued (SPEC: at most 60 s).
 pub const LIFETIME_SECS: u64 = 60;
+/// How long one connection reuses an assertion ([`ConnCache`]): a reused
+/// token still has at least 50 s to live when the upstream reads it.
+pub const REUSE_SECS: u64 = 10;
+
+/// The last assertion made on one client connection. A keep-alive
+/// connection sends request after request for the same session and route;
+/// a repeat within [`REUSE_SECS`] reuses the token instead of signing again
+/// (one ECDSA P-256 signature costs several times the rest of the
+/// session work of a request: docs/performance.md).
+///
+/// Sound because an identity never changes under a session key: a login
+/// or a change of identity or groups rotates the session (SPEC §4.6). The
+/// key, the audience and the issuer are compared too, so a reload that
+/// changes any of them signs afresh. One entry per connection: bounded.
+#[derive(Default)]
+pub struct ConnCache(Mutex<Option<Cached>>);
+
+impl std::fmt::Debug for ConnCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // A token is a credential for the upstream: never printed.
+        f.write_str("ConnCache(..)")
+    }
+}
+
+struct Cached {
+    session: SessionKey,
+    kid: String,
+    aud: String,
+    host: String,
+    issued: u64,
+    token: HeaderValue,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum AssertionError {
@@ -153,6 +186,41 @@ impl Assertion {
     /// The public key set, as served at `/.cloakroom/jwks.json`.
     pub fn jwks(&self) -> bytes::Bytes {
         self.jwks.clone()
+    }
+
+    /// [`Assertion::token`] for the session `session` reached at `host`
+    /// (the issuer is `https://` + `host`), reusing the connection's last
+    /// token when it was made for the same session, key, audience and host
+    /// less than [`REUSE_SECS`] ago.
+    pub fn token_for(
+        &self,
+        cache: &ConnCache,
+        session: &SessionKey,
+        identity: &Identity,
+        host: &str,
+        aud: &str,
+        now: u64,
+    ) -> Result<HeaderValue, AssertionError> {
+        let mut kept = cache.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(c) = kept.as_ref().filter(|c| {
+            c.session == *session
+                && now.saturating_sub(c.issued) < REUSE_SECS
+                && c.kid == self.kid
+                && c.aud == aud
+                && c.host == host
+        }) {
+            return Ok(c.token.clone());
+        }
+        let token = self.token(identity, &format!("https://{host}"), aud, now)?;
+        *kept = Some(Cached {
+            session: *session,
+            kid: self.kid.clone(),
+            aud: aud.to_string(),
+            host: host.to_string(),
+            issued: now,
+            token: token.clone(),
+        });
+        Ok(token)
     }
 
     /// A signed assertion of `identity` for the upstream `aud`, issued by
@@ -300,6 +368,37 @@ mod tests {
             .split('.')
             .map(|p| B64.decode(p).unwrap())
             .collect()
+    }
+
+    #[test]
+    fn s8_6a_a_connection_reuses_its_token_briefly_and_per_session() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = loaded(AssertionAlgorithm::Es256, dir.path());
+        let cache = ConnCache::default();
+        let (s1, s2) = (SessionKey([1; 32]), SessionKey([2; 32]));
+        let t = |s: &SessionKey, host: &str, aud: &str, now: u64| {
+            a.token_for(&cache, s, &identity(), host, aud, now).unwrap()
+        };
+        let first = t(&s1, "h", "http://u", 100);
+        assert_eq!(t(&s1, "h", "http://u", 109), first, "reused");
+        assert_ne!(
+            t(&s1, "h", "http://u", 110),
+            first,
+            "signed afresh after 10 s"
+        );
+        let again = t(&s1, "h", "http://u", 110);
+        for other in [
+            t(&s2, "h", "http://u", 110),
+            t(&s1, "h2", "http://u", 110),
+            t(&s1, "h", "http://v", 110),
+        ] {
+            assert_ne!(other, again);
+        }
+        // One entry: the last one made (for audience v at 110) is reused.
+        let claims = parts(&t(&s1, "h", "http://v", 115));
+        let claims: serde_json::Value = serde_json::from_slice(&claims[1]).unwrap();
+        assert_eq!(claims["aud"], "http://v");
+        assert_eq!(claims["iat"], 110);
     }
 
     #[test]

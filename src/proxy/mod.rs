@@ -38,6 +38,7 @@ use http_body::Body;
 use hyper::body::Incoming;
 
 use crate::config::Route;
+use crate::identity::assertion::ConnCache;
 use crate::reply::{ProxyBody, ProxyError};
 use crate::session::cookies::{CookieCounts, CookieScan};
 use crate::session::{now_ms, SessionState, VerifyCache};
@@ -57,6 +58,8 @@ pub struct ConnInfo {
     pub upstream_timer: TimerSlot,
     /// The last session cookie it presented that verified.
     pub verified: VerifyCache,
+    /// The last identity assertion made for it (SPEC §8.6a).
+    pub assertion: ConnCache,
 }
 
 impl ConnInfo {
@@ -69,6 +72,7 @@ impl ConnInfo {
             peer_header,
             upstream_timer: TimerSlot::default(),
             verified: VerifyCache::default(),
+            assertion: ConnCache::default(),
         }
     }
 }
