@@ -252,4 +252,138 @@ mod tests {
         assert_eq!(kids, ["e"]);
         assert_eq!(keys.by_kid["e"].0, Algorithm::EdDSA);
     }
+
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+    use base64::Engine;
+    use ring::signature::{Ed25519KeyPair, KeyPair};
+    use std::path::Path;
+
+    const ISSUER: &str = "https://op.example";
+
+    /// A relying party for client `c` whose JWKS holds one Ed25519 key,
+    /// `kid` "k", already fetched; and that key.
+    fn rp_with_key() -> (RelyingParty, Ed25519KeyPair, Metadata) {
+        let text = format!(
+            "[auth]\nprovider = \"oidc\"\noidc_issuer = \"{ISSUER}\"\noidc_client_id = \"c\"\n\
+             [[route]]\nupstream = \"http://127.0.0.1:1\"\n"
+        );
+        let config = crate::config::Config::parse(Path::new("/x/p.toml"), &text).unwrap();
+        let rp = RelyingParty::new(&config.auth).unwrap();
+        let doc = Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new()).unwrap();
+        let pair = Ed25519KeyPair::from_pkcs8(doc.as_ref()).unwrap();
+        let x = B64.encode(pair.public_key().as_ref());
+        let set =
+            serde_json::json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "k", "x": x}]});
+        let mut keys = parse_jwks(&set);
+        keys.fetched = Some(Instant::now());
+        *rp.keys.lock().unwrap() = keys;
+        let meta = Metadata {
+            issuer: ISSUER.into(),
+            authorization_endpoint: format!("{ISSUER}/auth"),
+            token_endpoint: format!("{ISSUER}/token"),
+            jwks_uri: format!("{ISSUER}/jwks"),
+            end_session_endpoint: None,
+        };
+        (rp, pair, meta)
+    }
+
+    fn claims(nonce: &str) -> serde_json::Value {
+        let now = jsonwebtoken::get_current_timestamp();
+        serde_json::json!({
+            "iss": ISSUER, "aud": "c", "sub": "alice", "iat": now, "exp": now + 60,
+            "nonce": nonce, "email": "a@example.com", "groups": ["admin", "dev"],
+        })
+    }
+
+    /// A compact JWS with this header, signed by `pair` (whatever the
+    /// header claims).
+    fn signed(
+        pair: &Ed25519KeyPair,
+        header: serde_json::Value,
+        claims: &serde_json::Value,
+    ) -> String {
+        let input = format!(
+            "{}.{}",
+            B64.encode(header.to_string()),
+            B64.encode(claims.to_string())
+        );
+        let sig = pair.sign(input.as_bytes());
+        format!("{input}.{}", B64.encode(sig.as_ref()))
+    }
+
+    fn check(
+        rp: &RelyingParty,
+        meta: &Metadata,
+        token: &str,
+        nonce: &str,
+    ) -> Result<Identity, OidcError> {
+        let fut = rp.validate(meta, token, nonce);
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(fut)
+    }
+
+    #[test]
+    fn s8_6_id_token_checks_key_algorithm_claims_and_nonce() {
+        let (rp, pair, meta) = rp_with_key();
+        let eddsa = serde_json::json!({"alg": "EdDSA", "kid": "k"});
+        let good = signed(&pair, eddsa.clone(), &claims("n1"));
+        let id = check(&rp, &meta, &good, "n1").unwrap();
+        assert_eq!(id.user, "alice");
+        assert_eq!(id.email.as_deref(), Some("a@example.com"));
+        assert_eq!(id.groups, ["admin", "dev"]);
+        // The nonce of another login.
+        assert!(check(&rp, &meta, &good, "n2").is_err());
+        // A header naming another algorithm than the key's (alg
+        // confusion: HS256 keyed with the public key, or none).
+        for alg in ["ES256", "HS256", "none"] {
+            let t = signed(
+                &pair,
+                serde_json::json!({"alg": alg, "kid": "k"}),
+                &claims("n1"),
+            );
+            assert!(check(&rp, &meta, &t, "n1").is_err(), "{alg}");
+        }
+        let x = B64.encode(pair.public_key().as_ref());
+        let input = format!(
+            "{}.{}",
+            B64.encode(serde_json::json!({"alg": "HS256", "kid": "k"}).to_string()),
+            B64.encode(claims("n1").to_string())
+        );
+        let mac = ring::hmac::sign(
+            &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, x.as_bytes()),
+            input.as_bytes(),
+        );
+        let hs = format!("{input}.{}", B64.encode(mac.as_ref()));
+        assert!(check(&rp, &meta, &hs, "n1").is_err());
+        // Wrong issuer, audience, azp, expired; and a changed byte.
+        let now = jsonwebtoken::get_current_timestamp();
+        for (k, v) in [
+            ("iss", serde_json::json!("https://evil.example")),
+            ("aud", serde_json::json!("other")),
+            ("azp", serde_json::json!("other")),
+            ("exp", serde_json::json!(now - 120)),
+            ("groups", serde_json::json!(["a,b"])),
+        ] {
+            let mut c = claims("n1");
+            c[k] = v;
+            let t = signed(&pair, eddsa.clone(), &c);
+            assert!(check(&rp, &meta, &t, "n1").is_err(), "{k}");
+        }
+        let mut bad = good.clone();
+        let at = bad.rfind('.').unwrap() + 2;
+        let flipped = if &bad[at..at + 1] == "A" { "B" } else { "A" };
+        bad.replace_range(at..at + 1, flipped);
+        assert!(check(&rp, &meta, &bad, "n1").is_err());
+        // An unknown kid is not in the (just fetched) set: refused without
+        // a refetch inside 10 s.
+        let t = signed(
+            &pair,
+            serde_json::json!({"alg": "EdDSA", "kid": "nope"}),
+            &claims("n1"),
+        );
+        let e = check(&rp, &meta, &t, "n1").unwrap_err();
+        assert!(e.to_string().contains("no key for kid"), "{e}");
+    }
 }
