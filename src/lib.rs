@@ -9,10 +9,11 @@
 //! upstream request, send over the pooled [`upstream`] client, respond;
 //! [`session`] holds every session rule (the cookie codec, the one `Cookie`
 //! scan, the jar, the decision on a response, CSRF, audit events) over any
-//! [`store`] backend; [`identity`] sets the trusted identity headers;
-//! [`auth`] answers `/.cloakroom/` (the local login form checks passwords
-//! with [`password`] and counts failures in [`throttle`]); [`admin`] is the
-//! admin listener.
+//! [`store`] backend; [`identity`] sets the trusted identity headers and
+//! signs the identity assertion; [`auth`] answers `/.cloakroom/` (the
+//! local login form checks passwords with [`password`] and counts failures
+//! in [`throttle`]; [`oidc`] is the relying party for single sign-on);
+//! [`admin`] is the admin listener.
 //!
 //! Imports only run down these layers, never back up (top first):
 //!
@@ -23,7 +24,8 @@
 //! proxy                            the phase order and one file per phase
 //! auth                             /.cloakroom/ endpoints
 //! state                            State (swapped on reload) and Shared
-//! identity, route, tls, store      header names, route table, certificates, backends
+//! identity, route, tls, store,     header names, route table, certificates, backends,
+//!   oidc                           the OpenID Connect relying party
 //! password, throttle               argon2id on a bounded pool; failed-login counters
 //! reply                            response bodies, own pages, ProxyError → response
 //! session                          session rules and the SessionStore contract
@@ -47,6 +49,7 @@ pub mod fuzzing;
 pub mod identity;
 pub mod metrics;
 pub mod net;
+pub mod oidc;
 pub mod password;
 pub mod proxy;
 pub mod reply;

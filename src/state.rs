@@ -11,9 +11,11 @@ use arc_swap::ArcSwap;
 use rustls::ServerConfig;
 use tokio::sync::watch;
 
-use crate::config::{restart_required, Config, ConfigError, LoadError};
+use crate::config::{restart_required, Config, ConfigError, LoadError, Provider};
+use crate::identity::assertion::{Assertion, AssertionError};
 use crate::identity::IdentityHeaders;
 use crate::metrics::RequestCounters;
+use crate::oidc::{OidcError, RelyingParty};
 use crate::password::Verifier;
 use crate::route::RouteTable;
 use crate::session::Manager;
@@ -29,6 +31,10 @@ pub enum StateError {
     Config(#[from] LoadError),
     #[error(transparent)]
     Tls(#[from] TlsError),
+    #[error(transparent)]
+    Assertion(#[from] AssertionError),
+    #[error(transparent)]
+    Oidc(#[from] OidcError),
 }
 
 impl StateError {
@@ -52,6 +58,18 @@ impl StateError {
                     message: e.to_string(),
                 }]
             }
+            StateError::Oidc(e) => vec![ConfigError {
+                file: String::new(),
+                line: 0,
+                key: "auth.oidc_issuer".into(),
+                message: e.to_string(),
+            }],
+            StateError::Assertion(e) => vec![ConfigError {
+                file: String::new(),
+                line: 0,
+                key: "identity.assertion_header".into(),
+                message: e.to_string(),
+            }],
         }
     }
 }
@@ -66,6 +84,11 @@ pub struct State {
     pub cert_not_after: Vec<(String, SystemTime)>,
     pub upstream: Upstream,
     pub identity: IdentityHeaders,
+    /// The identity assertion's signing key (SPEC §8.6a), when configured.
+    pub assertion: Option<Assertion>,
+    /// The OIDC relying party with `provider = "oidc"`; kept by a reload
+    /// that does not change its settings (pending logins survive).
+    pub oidc: Option<Arc<RelyingParty>>,
     /// `cloakroom_upstream_duration_seconds` per route, by route index.
     pub upstream_timers: Vec<prometheus::Histogram>,
     /// `cloakroom_requests_total` per route index, then one for no route.
@@ -74,9 +97,16 @@ pub struct State {
 
 impl State {
     /// Builds the state; certificates must exist (see [`tls::ensure_default_cert`]).
+    /// Reads (or first creates) the assertion key file.
     pub fn build(config: Config) -> Result<State, StateError> {
         let certificates = tls::server_config(&config.tls)?;
+        let oidc = match config.auth.provider {
+            Provider::Oidc => Some(Arc::new(RelyingParty::new(&config.auth)?)),
+            _ => None,
+        };
         Ok(State {
+            oidc,
+            assertion: Assertion::load(&config.identity)?,
             routes: RouteTable::new(&config.routes),
             tls: certificates.config,
             cert_not_after: certificates.not_after,
@@ -185,7 +215,12 @@ impl Shared {
         let current = self.state();
         let config = Config::load(&current.config.path)?;
         tls::ensure_default_cert(&config.tls)?;
-        let next = State::build(config)?;
+        let mut next = State::build(config)?;
+        if let (Some(running), Some(_)) = (&current.oidc, &next.oidc) {
+            if running.same_settings(&next.config.auth) {
+                next.oidc = Some(running.clone());
+            }
+        }
         next.config.log_warnings();
         let kept = restart_required(&current.config, &next.config);
         for key in &kept {

@@ -90,15 +90,15 @@ fn every_shipped_config_passes_check() {
 const ROUTE: &str = "\n[[route]]\nupstream = \"http://127.0.0.1:1\"\n";
 
 #[test]
-fn s3_check_refuses_an_auth_provider_this_build_lacks() {
+fn s3_check_refuses_an_unknown_provider_naming_the_five() {
     let dir = tempfile::tempdir().unwrap();
-    let text = format!("[auth]\nprovider = \"oidc\"\n{ROUTE}");
-    std::fs::write(dir.path().join("oidc.toml"), text).unwrap();
-    let (code, stderr) = check(dir.path(), "oidc.toml");
+    let text = format!("[auth]\nprovider = \"ldap\"\n{ROUTE}");
+    std::fs::write(dir.path().join("ldap.toml"), text).unwrap();
+    let (code, stderr) = check(dir.path(), "ldap.toml");
     assert_eq!(code, 2, "{stderr}");
     assert!(
-        stderr.contains("oidc.toml:2: auth.provider: \"oidc\" is not built yet")
-            && stderr.contains("\"none\", \"upstream\", \"local\" and \"form\""),
+        stderr.contains("ldap.toml:2: auth.provider: \"ldap\" is not valid")
+            && stderr.contains("\"none\", \"upstream\", \"local\", \"oidc\", \"form\""),
         "{stderr}"
     );
 }

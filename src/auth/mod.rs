@@ -1,14 +1,17 @@
-//! The proxy's own endpoints under `/.cloakroom/` (SPEC §8.3, §8.5,
-//! §8.7): `GET session` (who am I), `POST logout`, and `login`: with the
-//! `local` provider the proxy's own form ([`local`]), with `upstream`,
-//! `form` and `none` a redirect to the app's own login page. Anything else
-//! under the prefix is 404.
+//! The proxy's own endpoints under `/.cloakroom/` (SPEC §8.3, §8.5–§8.7):
+//! `GET session` (who am I), `POST logout`, and `login`: with the `local`
+//! provider the proxy's own form ([`local`]), with `oidc` the start of the
+//! authorization code flow ([`oidc`], whose callback is `GET callback`),
+//! with `upstream`, `form` and `none` a redirect to the app's own login
+//! page; `GET jwks.json`, the keys that verify the identity assertion
+//! (SPEC §8.6a). Anything else under the prefix is 404.
 //!
 //! [`form`] is the `form` provider's request side: the app's own login
 //! form, read on its way to the app (SPEC §8.4a).
 
 pub mod form;
 pub mod local;
+mod oidc;
 mod page;
 
 use std::net::IpAddr;
@@ -17,9 +20,10 @@ use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use crate::config::{Config, Provider};
+use crate::identity::assertion::Assertion;
 use crate::reply::{json, no_content, redirect, ProxyBody, ProxyError};
-use crate::session::SessionState;
-use crate::state::Shared;
+use crate::session::{Manager, SessionState};
+use crate::state::{Shared, State};
 use crate::wire::headers::accepts_html;
 use crate::wire::percent::{percent_decode, percent_encode};
 
@@ -31,6 +35,22 @@ pub struct OwnRequest<'a> {
     pub host: &'a str,
     /// The connection's peer (the client, or a proxy in front of it).
     pub peer: IpAddr,
+    /// The client: the peer, or behind `trusted_proxies` the address they
+    /// forwarded for.
+    pub client_ip: IpAddr,
+    /// The running state (the OIDC relying party, the assertion keys).
+    pub state: &'a State,
+}
+
+/// What the OIDC flow ([`oidc`]) reads of a request to the prefix.
+pub(crate) struct Own<'a, S> {
+    pub manager: &'a Manager<S>,
+    pub state: &'a State,
+    pub req: &'a Request<Incoming>,
+    pub query: Option<&'a str>,
+    /// The validated host the client asked for.
+    pub host: &'a str,
+    pub client_ip: IpAddr,
 }
 
 pub async fn serve(
@@ -43,17 +63,35 @@ pub async fn serve(
     let method = req.method();
     let read = method == Method::GET || method == Method::HEAD;
     let local = config.auth.provider == Provider::Local;
+    let state = own.state;
+    let oidc_view = |req| Own {
+        manager: &shared.sessions,
+        state,
+        req,
+        query: own.query,
+        host: own.host,
+        client_ip: own.client_ip,
+    };
     match own.path {
         "/.cloakroom/session" if read => Ok(session_info(config, sess)),
+        "/.cloakroom/jwks.json" if read => match &state.assertion {
+            Some(a) => Ok(jwks(a)),
+            None => Err(ProxyError::NotFound),
+        },
         "/.cloakroom/logout" if method == Method::POST => {
             sess.check_csrf(&config.csrf, method, req.headers(), own.host, None)
                 .map_err(|_| ProxyError::CsrfRejected)?;
             sess.end(&shared.sessions, "logout", None).await?;
-            Ok(if accepts_html(req.headers()) {
-                redirect(StatusCode::SEE_OTHER, "/")
-            } else {
-                no_content()
-            })
+            if !accepts_html(req.headers()) {
+                return Ok(no_content());
+            }
+            // SPEC §8.6: an OIDC session ends at the issuer too, when it
+            // offers RP-initiated logout.
+            let at_issuer = state.oidc.as_ref().and_then(|rp| rp.logout_url());
+            Ok(redirect(
+                StatusCode::SEE_OTHER,
+                at_issuer.as_deref().unwrap_or("/"),
+            ))
         }
         "/.cloakroom/login" if read && local => Ok(local::form(shared, req.headers(), own.query)),
         "/.cloakroom/login" if method == Method::POST && local => {
@@ -65,14 +103,31 @@ pub async fn serve(
             };
             attempt.submit(req, sess).await
         }
-        "/.cloakroom/login" if read => match config.auth.provider {
-            Provider::None | Provider::Upstream | Provider::Form => {
+        "/.cloakroom/login" if read => match (config.auth.provider, &state.oidc) {
+            (Provider::None | Provider::Upstream | Provider::Form, _) => {
                 Ok(app_login(config, own.query))
             }
-            Provider::Local | Provider::Oidc => Err(ProxyError::NotFound),
+            (Provider::Oidc, Some(rp)) => oidc::start(&oidc_view(&req), rp, sess).await,
+            _ => Err(ProxyError::NotFound),
+        },
+        "/.cloakroom/callback" if read => match &state.oidc {
+            Some(rp) => oidc::callback(&oidc_view(&req), rp, sess).await,
+            None => Err(ProxyError::NotFound),
         },
         _ => Err(ProxyError::NotFound),
     }
+}
+
+/// The assertion's public key set. Cacheable for five minutes: the key
+/// changes only when an operator replaces the file, and verifiers refetch
+/// on an unknown `kid`.
+fn jwks(assertion: &Assertion) -> Response<ProxyBody> {
+    let mut resp = json(StatusCode::OK, assertion.jwks());
+    resp.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("public, max-age=300"),
+    );
+    resp
 }
 
 /// `{authenticated, user, email, groups, expires_at}`; never the id.
@@ -101,12 +156,22 @@ fn app_login(config: &Config, query: Option<&str>) -> Response<ProxyBody> {
         .login_paths
         .first()
         .map_or("/login", String::as_str);
-    let rd = local::query_value(query, "rd").filter(|rd| is_local_path(rd));
+    let rd = return_path(query);
     let location = match rd {
         Some(rd) => format!("{login}?next={}", percent_encode(&rd)),
         None => login.to_string(),
     };
     redirect(StatusCode::FOUND, &location)
+}
+
+/// The `rd` return path, when it is a same-origin relative path.
+fn return_path(query: Option<&str>) -> Option<String> {
+    local::query_value(query, "rd").filter(|rd| is_local_path(rd))
+}
+
+/// The value of `name` in a query string, form-decoded.
+fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    local::query_value(query, name)
 }
 
 /// `rd` when it is a same-origin relative path, else `/`.

@@ -256,7 +256,32 @@ pub struct Identity {
     pub email_header: HeaderName,
     pub groups_header: HeaderName,
     pub strip_from_client: Vec<HeaderName>,
+    /// SPEC §8.6a: the header carrying the signed identity JWT; `None` = off.
     pub assertion_header: Option<HeaderName>,
+    pub assertion_algorithm: AssertionAlgorithm,
+    /// The assertion signing key (PKCS#8 PEM, created 0600 when missing):
+    /// `assertion-es256.key` or `assertion-eddsa.key` in the directory of
+    /// `session.secret_file`, one file per algorithm.
+    pub assertion_key: PathBuf,
+}
+
+/// The assertion's JWS algorithm, fixed by config (never read from a token).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AssertionAlgorithm {
+    /// ECDSA P-256 with SHA-256 (RFC 7518 §3.4).
+    Es256,
+    /// Ed25519 (RFC 8037).
+    EdDsa,
+}
+
+impl AssertionAlgorithm {
+    /// The JOSE `alg` name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AssertionAlgorithm::Es256 => "ES256",
+            AssertionAlgorithm::EdDsa => "EdDSA",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -122,6 +122,7 @@ pub(crate) struct RawIdentity {
     pub groups_header: S<String>,
     pub strip_from_client: S<Vec<Spanned<String>>>,
     pub assertion_header: S<String>,
+    pub assertion_algorithm: S<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -119,16 +119,17 @@ fn setting(d: &KeyDoc, value: &str) -> String {
     }
 }
 
-/// Whether validation accepts `value` for `d`; a value of a feature this
-/// build lacks counts as accepted (the schema lists what the SPEC allows),
-/// and so does `provider = "local"` refused only for its missing users
-/// file (`/x/users.toml`).
+/// Whether validation accepts `value` for `d`; a provider refused only
+/// for what it needs beside it (`local` its users file `/x/users.toml`,
+/// `oidc` an issuer, `form` its success paths) counts as accepted.
 fn accepted(d: &KeyDoc, value: &str) -> bool {
     match Config::parse(Path::new("/x/proxy.toml"), &setting(d, value)) {
         Ok(_) => true,
+        // Accepted, but needing companion keys or files: `oidc` needs an
+        // issuer, `form` success paths, `local` its users file.
         Err(e) => {
-            e.0.iter()
-                .all(|e| e.message.contains("not built") || e.key == "auth.users_file")
+            let e = e.to_string();
+            e.contains("is required with provider") || e.contains("users.toml")
         }
     }
 }

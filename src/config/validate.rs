@@ -32,14 +32,17 @@ pub(super) fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
             return Err(ConfigErrors(c.errs.errors));
         }
     };
+    let server = c.server(raw.server);
+    let tls = c.tls(raw.tls);
+    let session = c.session(raw.session);
     let mut config = Config {
         path: path.to_path_buf(),
-        server: c.server(raw.server),
-        tls: c.tls(raw.tls),
-        session: c.session(raw.session),
+        server,
+        tls,
         store: c.store(raw.store),
         auth: c.auth(raw.auth),
-        identity: c.identity(raw.identity),
+        identity: c.identity(raw.identity, &session.secret_file),
+        session,
         csrf: c.csrf(raw.csrf),
         routes: c.routes(raw.route),
         warnings: Vec::new(),
@@ -48,6 +51,28 @@ pub(super) fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
     // Checks run table by table; the operator reads the file top to bottom.
     config.warnings.sort_by_key(|w| w.line);
     Ok(config)
+}
+
+/// An OIDC issuer: `https://host[:port][/path]`, or `http://` on a
+/// loopback host (127.0.0.0/8, ::1, localhost); no query or fragment.
+fn check_issuer(text: &str) -> Result<(), &'static str> {
+    let uri: Uri = text.parse().map_err(|_| "is not a URL")?;
+    let host = uri.host().ok_or("has no host")?;
+    if uri.query().is_some() || text.contains('#') {
+        return Err("must have no query or fragment");
+    }
+    let loopback = host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    match uri.scheme_str() {
+        Some("https") => Ok(()),
+        Some("http") if loopback => Ok(()),
+        Some("http") => Err("must be https (plain http is allowed only for a loopback issuer)"),
+        _ => Err("must be an https URL"),
+    }
 }
 
 struct Ctx<'a> {
@@ -62,15 +87,6 @@ fn at<T>(v: &Spanned<T>) -> Option<usize> {
 impl Ctx<'_> {
     fn err(&mut self, at: Option<usize>, key: &str, msg: impl Into<String>) {
         self.errs.push(at, key, msg);
-    }
-
-    /// Warns when the file sets `key`, which only `feature` would read.
-    fn not_built<T>(&mut self, key: &str, v: &S<T>, feature: &str) {
-        if let Some(v) = v {
-            let msg =
-                format!("has no effect yet: it is for {feature}, which this build does not have");
-            self.errs.warn(at(v), key, msg);
-        }
     }
 
     /// A `[store]` key read only by the redis backend, set with another.
@@ -548,9 +564,9 @@ impl Ctx<'_> {
         }
     }
 
-    fn auth(&mut self, r: raw::RawAuth) -> Auth {
+    fn auth(&mut self, mut r: raw::RawAuth) -> Auth {
         let provider_at = r.provider.as_ref().and_then(at);
-        let provider = self.provider(r.provider);
+        let provider = self.provider(r.provider.take());
         let login_paths = match r.login_paths {
             None => DEFAULT_LOGIN_PATHS.map(String::from).to_vec(),
             some => self.path_list("auth.login_paths", some),
@@ -563,16 +579,28 @@ impl Ctx<'_> {
             self.local_only("auth.failure_window", &r.failure_window);
         }
         let users_at = r.users_file.as_ref().and_then(at);
-        let oidc = "provider = \"oidc\"";
-        self.not_built("auth.oidc_issuer", &r.oidc_issuer, oidc);
-        self.not_built("auth.oidc_client_id", &r.oidc_client_id, oidc);
-        self.not_built(
-            "auth.oidc_client_secret_env",
-            &r.oidc_client_secret_env,
-            oidc,
-        );
-        self.not_built("auth.oidc_scopes", &r.oidc_scopes, oidc);
-        self.not_built("auth.oidc_groups_claim", &r.oidc_groups_claim, oidc);
+        if provider != Provider::Oidc {
+            for (key, set) in [
+                ("auth.oidc_issuer", r.oidc_issuer.as_ref().map(at)),
+                ("auth.oidc_client_id", r.oidc_client_id.as_ref().map(at)),
+                (
+                    "auth.oidc_client_secret_env",
+                    r.oidc_client_secret_env.as_ref().map(at),
+                ),
+                ("auth.oidc_scopes", r.oidc_scopes.as_ref().map(at)),
+                (
+                    "auth.oidc_groups_claim",
+                    r.oidc_groups_claim.as_ref().map(at),
+                ),
+            ] {
+                if let Some(pos) = set {
+                    let msg = "has no effect: it is read only with provider = \"oidc\"";
+                    self.errs.warn(pos, key, msg.to_string());
+                }
+            }
+        } else {
+            self.oidc_required(&r.oidc_issuer, &r.oidc_client_id, provider_at);
+        }
         let (form_user_field, form_success_paths) = match provider {
             Provider::Form => (
                 self.form_user_field(r.form_user_field),
@@ -665,21 +693,39 @@ impl Ctx<'_> {
         }
     }
 
-    /// `none`, `upstream`, `local` and `form` are built. The SPEC's other
-    /// provider is refused by name rather than accepted and ignored.
-    fn provider(&mut self, v: S<String>) -> Provider {
-        const NOT_BUILT: [&str; 1] = ["oidc"];
-        if let Some(p) = v
-            .as_ref()
-            .filter(|p| NOT_BUILT.contains(&p.get_ref().as_str()))
-        {
-            let msg = format!(
-                "{:?} is not built yet; this build supports \"none\", \"upstream\", \"local\" and \"form\"",
-                p.get_ref()
-            );
-            self.err(at(p), "auth.provider", msg);
-            return Provider::None;
+    /// `provider = "oidc"` needs an issuer (an `https` URL, or `http` on a
+    /// loopback host: a test or sidecar issuer) and a client id.
+    fn oidc_required(
+        &mut self,
+        issuer: &S<String>,
+        client_id: &S<String>,
+        provider_at: Option<usize>,
+    ) {
+        match issuer {
+            Some(v) => {
+                if let Err(why) = check_issuer(v.get_ref()) {
+                    self.err(at(v), "auth.oidc_issuer", format!("{:?} {why}", v.get_ref()));
+                }
+            }
+            None => self.err(provider_at, "auth.oidc_issuer", "is required with provider = \"oidc\": the issuer URL, e.g. \"https://accounts.example.com\""),
         }
+        match client_id {
+            Some(v) if !v.get_ref().trim().is_empty() => {}
+            Some(v) => self.err(
+                at(v),
+                "auth.oidc_client_id",
+                "must not be empty with provider = \"oidc\"",
+            ),
+            None => self.err(
+                provider_at,
+                "auth.oidc_client_id",
+                "is required with provider = \"oidc\": the client id registered at the issuer",
+            ),
+        }
+    }
+
+    /// Every provider SPEC §3 names is built.
+    fn provider(&mut self, v: S<String>) -> Provider {
         self.choice(
             "auth.provider",
             v,
@@ -688,6 +734,7 @@ impl Ctx<'_> {
                 ("none", Provider::None),
                 ("upstream", Provider::Upstream),
                 ("local", Provider::Local),
+                ("oidc", Provider::Oidc),
                 ("form", Provider::Form),
             ],
         )
@@ -751,7 +798,7 @@ impl Ctx<'_> {
         out
     }
 
-    fn identity(&mut self, r: raw::RawIdentity) -> Identity {
+    fn identity(&mut self, r: raw::RawIdentity, secret_file: &Path) -> Identity {
         let mut strip = Vec::new();
         for h in self.list(r.strip_from_client) {
             match HeaderName::from_bytes(h.get_ref().trim().as_bytes()) {
@@ -763,14 +810,6 @@ impl Ctx<'_> {
                 ),
             }
         }
-        if let Some(v) = r
-            .assertion_header
-            .as_ref()
-            .filter(|v| !v.get_ref().is_empty())
-        {
-            let msg = "has no effect yet: the signed identity assertion is not sent; the header is only stripped from client requests";
-            self.errs.warn(at(v), "identity.assertion_header", msg);
-        }
         let assertion = match r.assertion_header {
             Some(v) if v.get_ref().is_empty() => None,
             None => None,
@@ -778,6 +817,32 @@ impl Ctx<'_> {
                 Some(self.header_name("identity.assertion_header", some, "X-Cloakroom-Assertion"))
             }
         };
+        if let Some(v) = r
+            .assertion_algorithm
+            .as_ref()
+            .filter(|_| assertion.is_none())
+        {
+            let msg =
+                "has no effect: identity.assertion_header is empty, so no assertion is signed";
+            self.errs
+                .warn(at(v), "identity.assertion_algorithm", msg.to_string());
+        }
+        let algorithm = self.choice(
+            "identity.assertion_algorithm",
+            r.assertion_algorithm,
+            AssertionAlgorithm::Es256,
+            &[
+                ("ES256", AssertionAlgorithm::Es256),
+                ("EdDSA", AssertionAlgorithm::EdDsa),
+            ],
+        );
+        let key_name = match algorithm {
+            AssertionAlgorithm::Es256 => "assertion-es256.key",
+            AssertionAlgorithm::EdDsa => "assertion-eddsa.key",
+        };
+        let assertion_key = secret_file
+            .parent()
+            .map_or_else(|| PathBuf::from(key_name), |d| d.join(key_name));
         Identity {
             user_header: self.header_name(
                 "identity.user_header",
@@ -796,6 +861,8 @@ impl Ctx<'_> {
             ),
             strip_from_client: strip,
             assertion_header: assertion,
+            assertion_algorithm: algorithm,
+            assertion_key,
         }
     }
 
@@ -1129,21 +1196,13 @@ mod tests {
     }
 
     #[test]
-    fn s3_a_provider_not_built_is_an_error_naming_what_is() {
-        #[allow(clippy::single_element_loop)] // oidc alone until it lands
-        for p in ["oidc"] {
-            let e = errors(&format!("[auth]\nprovider = \"{p}\"\n{ROUTE}"));
-            assert_eq!(e.len(), 1, "{e:?}");
-            assert!(e[0].contains(":2: auth.provider: "), "{e:?}");
-            assert!(
-                e[0].contains(&format!("\"{p}\" is not built yet"))
-                    && e[0].contains("\"none\", \"upstream\", \"local\" and \"form\""),
-                "{e:?}"
-            );
-        }
+    fn s3_the_provider_is_one_of_the_five() {
         let e = errors(&format!("[auth]\nprovider = \"ldap\"\n{ROUTE}"));
         assert!(
-            e[0].contains("expected one of \"none\", \"upstream\", \"local\", \"form\""),
+            e[0].contains(":2: auth.provider: ")
+                && e[0].contains(
+                    "expected one of \"none\", \"upstream\", \"local\", \"oidc\", \"form\""
+                ),
             "{e:?}"
         );
         for p in ["none", "upstream"] {
@@ -1191,6 +1250,52 @@ mod tests {
         assert!(
             w[0].contains(":2: auth.form_success_paths: has no effect: it is read only with auth.provider = \"form\""),
             "{w:?}"
+        );
+    }
+
+    #[test]
+    fn s8_6_oidc_needs_an_issuer_and_a_client_id_and_https_off_loopback() {
+        let oidc = |extra: &str| format!("[auth]\nprovider = \"oidc\"\n{extra}\n{ROUTE}");
+        let e = errors(&oidc(""));
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(e[0].contains(":2: auth.oidc_issuer: is required"), "{e:?}");
+        assert!(
+            e[1].contains(":2: auth.oidc_client_id: is required"),
+            "{e:?}"
+        );
+        for (issuer, ok) in [
+            ("https://accounts.example.com", true),
+            ("https://example.com/realms/x", true),
+            ("http://127.0.0.1:9000", true),
+            ("http://localhost:9000/op", true),
+            ("http://[::1]:9000", true),
+            ("http://accounts.example.com", false),
+            ("https://example.com/?a=b", false),
+            ("ftp://example.com", false),
+            ("example.com", false),
+        ] {
+            let text = oidc(&format!(
+                "oidc_issuer = \"{issuer}\"\noidc_client_id = \"c\""
+            ));
+            assert_eq!(
+                errors(&text).is_empty(),
+                ok,
+                "{issuer}: {:?}",
+                errors(&text)
+            );
+        }
+        let text = oidc(
+            "oidc_issuer = \"https://i.example\"\noidc_client_id = \"c\"\n\
+             oidc_scopes = [\"openid\", \"groups\"]\noidc_groups_claim = \"roles\"",
+        );
+        assert!(warnings(&text).is_empty(), "{:?}", warnings(&text));
+        let c = Config::parse(Path::new("/x/proxy.toml"), &text).unwrap();
+        assert_eq!(c.auth.provider, Provider::Oidc);
+        assert_eq!(c.auth.oidc_scopes, ["openid", "groups"]);
+        let e = errors(&oidc("oidc_issuer = \"https://i\"\noidc_client_id = \" \""));
+        assert!(
+            e[0].contains("auth.oidc_client_id: must not be empty"),
+            "{e:?}"
         );
     }
 
@@ -1261,7 +1366,7 @@ mod tests {
              oidc_issuer = \"https://i\"\noidc_client_id = \"c\"\noidc_client_secret_env = \"S\"\n\
              oidc_scopes = [\"openid\"]\noidc_groups_claim = \"g\"\n\
              form_user_field = \"user\"\nform_success_paths = [\"/home\"]\n\
-             [identity]\nassertion_header = \"X-Assertion\"\n{ROUTE}"
+             [identity]\nassertion_algorithm = \"EdDSA\"\n{ROUTE}"
         );
         let w = warnings(&text);
         let keys = [
@@ -1280,7 +1385,7 @@ mod tests {
             "auth.oidc_groups_claim",
             "auth.form_user_field",
             "auth.form_success_paths",
-            "identity.assertion_header",
+            "identity.assertion_algorithm",
         ];
         assert_eq!(w.len(), keys.len(), "{w:#?}");
         for (w, key) in w.iter().zip(keys) {
@@ -1290,7 +1395,9 @@ mod tests {
             let built = key.starts_with("store.redis")
                 || key == "store.key_prefix"
                 || key.starts_with("auth.form_")
-                || LOCAL_KEYS.contains(&key);
+                || LOCAL_KEYS.contains(&key)
+                || key == "identity.assertion_algorithm"
+                || key.starts_with("auth.oidc");
             let yet = if built { "" } else { " yet" };
             let want = format!(
                 "/x/proxy.toml:{}: {key}: has no effect{yet}: ",
@@ -1303,7 +1410,7 @@ mod tests {
         assert!(w[8].contains("provider = \"oidc\""), "{}", w[8]);
         assert!(w[13].contains("provider = \"form\""), "{}", w[13]);
         assert!(
-            w[15].contains("only stripped from client requests"),
+            w[15].contains("identity.assertion_header is empty"),
             "{}",
             w[15]
         );
@@ -1344,11 +1451,27 @@ mod tests {
     }
 
     #[test]
-    fn s8_assertion_header_still_strips_and_off_does_not_warn() {
-        let text = format!("[identity]\nassertion_header = \"X-Assertion\"\n{ROUTE}");
+    fn s8_6a_assertion_header_and_algorithm_are_read_without_warnings() {
+        let text = format!(
+            "[session]\nsecret_file = \"keys/s.key\"\n\
+             [identity]\nassertion_header = \"X-Assertion\"\nassertion_algorithm = \"EdDSA\"\n{ROUTE}"
+        );
         let c = Config::parse(Path::new("/x/proxy.toml"), &text).unwrap();
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
         assert_eq!(c.identity.assertion_header.unwrap().as_str(), "x-assertion");
+        assert_eq!(c.identity.assertion_algorithm, AssertionAlgorithm::EdDsa);
+        assert_eq!(
+            c.identity.assertion_key,
+            Path::new("/x/keys/assertion-eddsa.key")
+        );
+        let off = Config::parse(Path::new("/x/proxy.toml"), ROUTE).unwrap();
+        assert_eq!(off.identity.assertion_algorithm, AssertionAlgorithm::Es256);
+        assert!(off.identity.assertion_header.is_none());
         assert!(warnings(&format!("[identity]\nassertion_header = \"\"\n{ROUTE}")).is_empty());
+        let e = errors(&format!(
+            "[identity]\nassertion_header = \"X-A\"\nassertion_algorithm = \"HS256\"\n{ROUTE}"
+        ));
+        assert!(e[0].contains("identity.assertion_algorithm"), "{e:?}");
     }
 
     #[test]

@@ -35,6 +35,28 @@ pub fn build(ctx: &Ctx<'_>, route: &Route, req: &mut Request<Incoming>) -> Resul
 
     // Additions: what the proxy sets.
     state.identity.inject(h, ctx.sess.identity());
+    if let (Some(signer), Some(identity), Some(session)) =
+        (&state.assertion, ctx.sess.identity(), ctx.sess.key())
+    {
+        // SPEC §8.6a: issued by the origin the client used, for this
+        // route's upstream; the session's clock read is reused when there.
+        let now = ctx.now.unwrap_or_else(crate::session::now_ms) / 1000;
+        let cache = &ctx.conn.assertion;
+        let token = signer
+            .token_for(
+                cache,
+                session,
+                identity,
+                ctx.host(),
+                &route.upstream_url,
+                now,
+            )
+            .map_err(|e| ProxyError::Internal {
+                what: "cannot sign the identity assertion",
+                source: Box::new(e),
+            })?;
+        h.insert(&signer.header, token);
+    }
     let jar = ctx
         .sess
         .live

@@ -39,6 +39,7 @@ use http_body::Body;
 use hyper::body::Incoming;
 
 use crate::config::{Provider, Route};
+use crate::identity::assertion::ConnCache;
 use crate::reply::{ProxyBody, ProxyError};
 use crate::session::cookies::{CookieCounts, CookieScan};
 use crate::session::csrf::csrf;
@@ -59,6 +60,8 @@ pub struct ConnInfo {
     pub upstream_timer: TimerSlot,
     /// The last session cookie it presented that verified.
     pub verified: VerifyCache,
+    /// The last identity assertion made for it (SPEC §8.6a).
+    pub assertion: ConnCache,
 }
 
 impl ConnInfo {
@@ -71,6 +74,7 @@ impl ConnInfo {
             peer_header,
             upstream_timer: TimerSlot::default(),
             verified: VerifyCache::default(),
+            assertion: ConnCache::default(),
         }
     }
 }
@@ -231,6 +235,12 @@ async fn serve<'a>(
             query: ctx.query,
             host,
             peer: ctx.conn.peer.ip(),
+            client_ip: headers::forwarded_client(
+                req.headers(),
+                ctx.conn.peer.ip(),
+                &cfg.server.trusted_proxies,
+            ),
+            state,
         };
         let own = crate::auth::serve(ctx.shared, cfg, req, own, &mut ctx.sess);
         return Box::pin(own).await;

@@ -46,6 +46,21 @@ pub enum ProxyError {
     /// `max_sessions` with nothing to evict (503, SPEC §7.3).
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A login at the proxy's own endpoints was refused (an unknown or
+    /// used OIDC state, an ID token that does not verify): 403.
+    #[error("login refused: {0}")]
+    LoginRefused(&'static str),
+    /// The identity provider could not be reached or answered nonsense.
+    #[error("the identity provider is unavailable")]
+    IssuerUnavailable,
+    /// The proxy could not do its own part (sign an identity assertion,
+    /// say): 500, logged with its cause, never forwarded half-done.
+    #[error("{what}")]
+    Internal {
+        what: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// `session.max_new_sessions_per_client`: retry after this many seconds.
     #[error("too many new sessions from this client")]
     TooManyNewSessions(u64),
@@ -73,9 +88,12 @@ impl ProxyError {
             ProxyError::Upstream(_) | ProxyError::UnexpectedUpgrade => StatusCode::BAD_GATEWAY,
             ProxyError::LoginRequired(_) => StatusCode::FOUND,
             ProxyError::Unauthenticated => StatusCode::UNAUTHORIZED,
-            ProxyError::CsrfRejected => StatusCode::FORBIDDEN,
+            ProxyError::CsrfRejected | ProxyError::LoginRefused(_) => StatusCode::FORBIDDEN,
+            ProxyError::IssuerUnavailable => StatusCode::BAD_GATEWAY,
             ProxyError::Store(_) | ProxyError::Busy => StatusCode::SERVICE_UNAVAILABLE,
-            ProxyError::TaskFailed(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ProxyError::TaskFailed(_) | ProxyError::Internal { .. } => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
             ProxyError::TooManyNewSessions(_) => StatusCode::TOO_MANY_REQUESTS,
         }
     }
@@ -103,6 +121,9 @@ impl ProxyError {
                 tracing::error!(route, error = %self, cause = %e, "request failed")
             }
             ProxyError::Busy => tracing::warn!(route, error = %self, "request refused"),
+            ProxyError::Internal { what, source } => {
+                tracing::error!(route, error = %what, cause = %source, "request failed in the proxy")
+            }
             other => tracing::debug!(route, error = %other, "request refused"),
         }
         let mut resp = match self {

@@ -211,6 +211,34 @@ impl SessionState {
         Ok(self.identity().is_some())
     }
 
+    /// Makes a session for a request that has none (a login is starting:
+    /// there is something to store, SPEC §4.5), counted against
+    /// `session.max_new_sessions_per_client` like any other.
+    pub async fn ensure<S: SessionStore + 'static>(
+        &mut self,
+        manager: &Manager<S>,
+        cfg: &SessionConfig,
+        new: NewSession,
+        user_agent: &str,
+    ) -> Result<SessionKey, CommitError> {
+        if let Some(found) = &self.live {
+            return Ok(found.key);
+        }
+        manager
+            .new_sessions
+            .take(new.client, cfg.max_new_sessions_per_client, new.now)
+            .map_err(CommitError::TooManyNewSessions)?;
+        let mut session = Arc::new(Session::new(
+            new.now,
+            new.client.to_string(),
+            user_agent,
+            "",
+        ));
+        let (id, key) = manager.create(&mut session, cfg, None).await?;
+        self.issued(id, key, session);
+        Ok(key)
+    }
+
     /// The session now lives under a new id (created or rotated): the
     /// response sends its cookie.
     pub fn issued(&mut self, id: SessionId, key: SessionKey, session: Arc<Session>) {

@@ -7,6 +7,7 @@ pub mod body;
 pub mod client;
 pub mod flask;
 pub mod node;
+pub mod oidc;
 pub mod realapp;
 pub mod redis;
 pub mod replicas;

@@ -1,6 +1,9 @@
 //! Identity headers (SPEC §8.1–§8.2): strip every spelling a client could
 //! use to spoof them, then inject the session's identity. Stripping always
-//! happens first, so a client value can never survive next to ours.
+//! happens first, so a client value can never survive next to ours. The
+//! signed assertion of the identity (SPEC §8.6a) is [`assertion`].
+
+pub mod assertion;
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
