@@ -31,7 +31,8 @@
 //! session                          session rules and the SessionStore contract
 //! upstream, telemetry              pooled client; logs and access lines
 //! config                           proxy.toml → validated Config, once
-//! wire, metrics, net               pure HTTP helpers, Prometheus, socket writes
+//! wire, metrics, net,              pure HTTP helpers, Prometheus, socket writes,
+//!   private_file                   0600 key files
 //! ```
 //!
 //! `fuzzing` (hidden) stands beside the layers: entry points for the fuzz
@@ -51,6 +52,7 @@ pub mod metrics;
 pub mod net;
 pub mod oidc;
 pub mod password;
+pub mod private_file;
 pub mod proxy;
 pub mod reply;
 pub mod route;

@@ -104,7 +104,7 @@ fn s3_check_refuses_an_unknown_provider_naming_the_five() {
 }
 
 #[test]
-fn s3_check_warns_about_a_key_with_no_effect_yet_and_exits_0() {
+fn s3_check_warns_about_a_key_with_no_effect_and_exits_0() {
     let dir = tempfile::tempdir().unwrap();
     let text = format!(
         "[store]\nbackend = \"memory\"\nkey_prefix = \"app:\"\n[auth]\nusers_file = \"u.toml\"\noidc_issuer = \"https://id.example\"\n{ROUTE}"
@@ -114,8 +114,7 @@ fn s3_check_warns_about_a_key_with_no_effect_yet_and_exits_0() {
     assert_eq!(code, 0, "{stderr}");
     let lines: Vec<&str> = stderr.lines().collect();
     assert_eq!(lines.len(), 3, "{stderr}");
-    // Keys of a backend and a provider not chosen, and one of a feature
-    // not built yet.
+    // Keys of a backend and of providers not chosen.
     assert!(
         lines[0].starts_with("warning: store.toml:3: store.key_prefix: has no effect: it is read only with store.backend = \"redis\""),
         "{stderr}"
@@ -125,7 +124,7 @@ fn s3_check_warns_about_a_key_with_no_effect_yet_and_exits_0() {
         "{stderr}"
     );
     assert!(
-        lines[2].starts_with("warning: store.toml:6: auth.oidc_issuer: has no effect yet"),
+        lines[2].starts_with("warning: store.toml:6: auth.oidc_issuer: has no effect: it is read only with auth.provider = \"oidc\""),
         "{stderr}"
     );
 }
@@ -148,7 +147,7 @@ async fn s3_the_proxy_logs_warnings_at_start() {
     );
     assert!(line["line"].as_u64().unwrap() > 0, "{line}");
     let warning = line["warning"].as_str().unwrap();
-    assert!(warning.starts_with("has no effect yet"), "{line}");
+    assert!(warning.starts_with("has no effect: "), "{line}");
 }
 
 #[test]

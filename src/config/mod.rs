@@ -1,9 +1,9 @@
 //! `proxy.toml`: a raw serde mirror ([`raw`]) validated once at load into the
 //! typed [`Config`] the rest of the proxy uses. Validation collects every
-//! problem, each naming file, line and key ([`ConfigError`]). A value whose
-//! feature is not built (an auth provider, a store backend) is an error; a
-//! key that only such a feature reads is a [`ConfigWarning`], carried in
-//! [`Config::warnings`] for `check` to print and the proxy to log.
+//! problem, each naming file, line and key ([`ConfigError`]). A key that
+//! only another provider or backend than the one chosen reads is a
+//! [`ConfigWarning`], carried in [`Config::warnings`] for `check` to print
+//! and the proxy to log.
 //! [`restart_required`] names what a reload cannot apply.
 
 mod error;
@@ -39,8 +39,9 @@ pub struct Config {
     pub identity: Identity,
     pub csrf: Csrf,
     pub routes: Vec<Route>,
-    /// Keys set in the file that this build does not act on yet, in file
-    /// order. They never make a load fail; see [`Config::log_warnings`].
+    /// Keys set in the file that the chosen provider or backend does not
+    /// read, in file order. They never make a load fail; see
+    /// [`Config::log_warnings`].
     pub warnings: Vec<ConfigWarning>,
 }
 
@@ -392,7 +393,7 @@ impl Config {
     /// Logs each of [`Config::warnings`] (at start and on every reload).
     pub fn log_warnings(&self) {
         for w in &self.warnings {
-            tracing::warn!(file = %w.file, line = w.line, key = %w.key, warning = %w.message, "configuration key has no effect yet");
+            tracing::warn!(file = %w.file, line = w.line, key = %w.key, warning = %w.message, "configuration key has no effect");
         }
     }
 }

@@ -248,7 +248,7 @@ impl Ctx<'_> {
         };
         let mut out = Vec::new();
         for p in v.into_inner() {
-            match crate::wire::path::normalise_prefix(p.get_ref()) {
+            match self.normalised_prefix(key, &p) {
                 Some(n) if n != "/" => out.push(n),
                 Some(_) => self.err(
                     at(&p),
@@ -258,17 +258,24 @@ impl Ctx<'_> {
                         p.get_ref()
                     ),
                 ),
-                None => self.err(
-                    at(&p),
-                    key,
-                    format!(
-                        "{:?} is not a path prefix; it must start with '/' and hold no spaces",
-                        p.get_ref()
-                    ),
-                ),
+                None => {}
             }
         }
         out
+    }
+
+    /// A path prefix normalised as request paths are; an error naming
+    /// `key` when it is not one.
+    fn normalised_prefix(&mut self, key: &str, p: &Spanned<String>) -> Option<String> {
+        let n = crate::wire::path::normalise_prefix(p.get_ref());
+        if n.is_none() {
+            let msg = format!(
+                "{:?} is not a path prefix; it must start with '/' and hold no spaces",
+                p.get_ref()
+            );
+            self.err(at(p), key, msg);
+        }
+        n
     }
 
     fn cookie_names(&mut self, key: &str, v: S<Vec<Spanned<String>>>) -> Vec<String> {
@@ -594,7 +601,7 @@ impl Ctx<'_> {
                 ),
             ] {
                 if let Some(pos) = set {
-                    let msg = "has no effect: it is read only with provider = \"oidc\"";
+                    let msg = "has no effect: it is read only with auth.provider = \"oidc\"";
                     self.errs.warn(pos, key, msg.to_string());
                 }
             }
@@ -783,17 +790,7 @@ impl Ctx<'_> {
         }
         let mut out = Vec::new();
         for p in v.into_inner() {
-            match crate::wire::path::normalise_prefix(p.get_ref()) {
-                Some(n) => out.push(n),
-                None => self.err(
-                    at(&p),
-                    key,
-                    format!(
-                        "{:?} is not a path prefix; it must start with '/' and hold no spaces",
-                        p.get_ref()
-                    ),
-                ),
-            }
+            out.extend(self.normalised_prefix(key, &p));
         }
         out
     }

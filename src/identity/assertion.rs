@@ -18,8 +18,6 @@
 //! header and serde-made claims has nothing to validate. Foreign tokens
 //! (OIDC ID tokens) are verified by the `jsonwebtoken` crate instead.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 
@@ -312,18 +310,7 @@ fn load_or_create(path: &Path, alg: AssertionAlgorithm) -> Result<Vec<u8>, Asser
                 AssertionAlgorithm::EdDsa => Ed25519KeyPair::generate_pkcs8(&rng),
             }
             .map_err(|_| AssertionError::Random)?;
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).map_err(file_err)?;
-            }
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(path)
-                .map_err(file_err)?;
-            f.write_all(pem(doc.as_ref()).as_bytes())
-                .and_then(|()| f.sync_all())
-                .map_err(file_err)?;
+            crate::private_file::create(path, pem(doc.as_ref()).as_bytes()).map_err(file_err)?;
             tracing::warn!(path = %path.display(), alg = alg.as_str(), "generated a new identity assertion signing key");
             Ok(doc.as_ref().to_vec())
         }

@@ -4,8 +4,6 @@
 //! bytes ([`SessionKey`]); its first 8 bytes in hex are the loggable handle.
 
 use std::fmt;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -369,18 +367,8 @@ fn load_or_create_file(path: &Path) -> Result<Vec<u8>, KeyError> {
             SystemRandom::new()
                 .fill(&mut key)
                 .map_err(|_| KeyError::Random)?;
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).map_err(file_err)?;
-            }
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(path)
-                .map_err(file_err)?;
-            writeln!(f, "{}", B64.encode(key))
-                .and_then(|()| f.sync_all())
-                .map_err(file_err)?;
+            let line = format!("{}\n", B64.encode(key));
+            crate::private_file::create(path, line.as_bytes()).map_err(file_err)?;
             tracing::warn!(path = %path.display(), "generated a new session signing key");
             Ok(key.to_vec())
         }
