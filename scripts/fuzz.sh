@@ -19,10 +19,14 @@ failed=0
 report=()
 for t in "${targets[@]}"; do
   log=$(mktemp)
+  before=$(find "artifacts/$t" -type f 2>/dev/null | wc -l)
   if cargo +nightly fuzz run "$t" -- -max_total_time="$secs" -print_final_stats=1 >"$log" 2>&1; then
     outcome=clean
-  else
+  elif [ "$(find "artifacts/$t" -type f 2>/dev/null | wc -l)" -gt "$before" ]; then
     outcome="CRASH (fuzz/artifacts/$t/)"
+    failed=1
+  else
+    outcome="FAILED to run (log below)"
     failed=1
   fi
   execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo '?')
