@@ -19,10 +19,11 @@ failed=0
 report=()
 for t in "${targets[@]}"; do
   log=$(mktemp)
-  before=$(find "artifacts/$t" -type f 2>/dev/null | wc -l)
+  mkdir -p "artifacts/$t"
+  before=$(find "artifacts/$t" -type f | wc -l)
   if cargo +nightly fuzz run "$t" -- -max_total_time="$secs" -print_final_stats=1 >"$log" 2>&1; then
     outcome=clean
-  elif [ "$(find "artifacts/$t" -type f 2>/dev/null | wc -l)" -gt "$before" ]; then
+  elif [ "$(find "artifacts/$t" -type f | wc -l)" -gt "$before" ]; then
     outcome="CRASH (fuzz/artifacts/$t/)"
     failed=1
   else
