@@ -207,13 +207,8 @@ async fn s3_idle_client_connections_are_closed_on_h1_and_h2() {
 
 /// A TLS connection (ALPN `http/1.1`) from the loopback address `src`.
 async fn tls_from(proxy: &TestProxy, src: [u8; 4]) -> std::io::Result<Tls> {
-    let socket = tokio::net::TcpSocket::new_v4()?;
-    socket.bind((std::net::Ipv4Addr::from(src), 0).into())?;
-    let tcp = socket.connect(proxy.https_addr).await?;
-    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    tokio_rustls::TlsConnector::from(proxy.client_config(&[b"http/1.1"]))
-        .connect(name, tcp)
-        .await
+    let config = proxy.client_config(&[b"http/1.1"]);
+    tls_connect_from(src, proxy.https_addr, "localhost", config).await
 }
 
 /// Whether a connection from `src` is served: a request on it gets 200.

@@ -17,21 +17,9 @@ const MAKES_SESSION: &str = "/?h=Set-Cookie:cart%3D1";
 /// `GET MAKES_SESSION` with no cookie from the loopback address `src`,
 /// with `X-Forwarded-For: xff` when given.
 async fn fresh_client(proxy: &TestProxy, src: [u8; 4], xff: Option<&str>) -> Resp {
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket
-        .bind((std::net::Ipv4Addr::from(src), 0).into())
-        .unwrap();
-    let tcp = within(10, "connect", socket.connect(proxy.https_addr))
-        .await
-        .unwrap();
-    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    let tls = within(
-        10,
-        "TLS",
-        tokio_rustls::TlsConnector::from(proxy.client_config(&[b"http/1.1"])).connect(name, tcp),
-    )
-    .await
-    .unwrap();
+    let config = proxy.client_config(&[b"http/1.1"]);
+    let connect = tls_connect_from(src, proxy.https_addr, "localhost", config);
+    let tls = within(10, "TLS connect", connect).await.unwrap();
     let mut req = Request::get(MAKES_SESSION).header(header::HOST, "localhost");
     if let Some(xff) = xff {
         req = req.header("x-forwarded-for", xff);

@@ -41,7 +41,6 @@ use crate::session::request::NewSession;
 use crate::session::{now_ms, Identity, Session, SessionState};
 use crate::state::Shared;
 use crate::throttle::Limits;
-use crate::wire::headers::forwarded_client;
 
 /// The form's CSRF cookie. `__Host-`: Secure, `Path=/`, no `Domain`, so a
 /// sibling subdomain cannot plant one.
@@ -112,7 +111,9 @@ pub struct Attempt<'a> {
     pub shared: &'a Shared,
     pub config: &'a Config,
     pub host: &'a str,
-    pub peer: IpAddr,
+    /// The client failures count under: the peer, or behind
+    /// `trusted_proxies` the address they forwarded for.
+    pub client: IpAddr,
 }
 
 impl Attempt<'_> {
@@ -138,8 +139,7 @@ impl Attempt<'_> {
             tracing::debug!("login form without a valid CSRF token; form served again");
             return Ok(reply.page(StatusCode::FORBIDDEN, "", Some(page::EXPIRED)));
         }
-        let trusted = &cfg.server.trusted_proxies;
-        let client = forwarded_client(&parts.headers, self.peer, trusted);
+        let client = self.client;
         let agent = parts
             .headers
             .get(header::USER_AGENT)

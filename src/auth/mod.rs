@@ -33,8 +33,6 @@ pub struct OwnRequest<'a> {
     pub query: Option<&'a str>,
     /// The validated host the client asked for.
     pub host: &'a str,
-    /// The connection's peer (the client, or a proxy in front of it).
-    pub peer: IpAddr,
     /// The client: the peer, or behind `trusted_proxies` the address they
     /// forwarded for.
     pub client_ip: IpAddr,
@@ -99,7 +97,7 @@ pub async fn serve(
                 shared,
                 config,
                 host: own.host,
-                peer: own.peer,
+                client: own.client_ip,
             };
             attempt.submit(req, sess).await
         }
@@ -167,11 +165,6 @@ fn app_login(config: &Config, query: Option<&str>) -> Response<ProxyBody> {
 /// The `rd` return path, when it is a same-origin relative path.
 fn return_path(query: Option<&str>) -> Option<String> {
     local::query_value(query, "rd").filter(|rd| is_local_path(rd))
-}
-
-/// The value of `name` in a query string, form-decoded.
-fn query_param(query: Option<&str>, name: &str) -> Option<String> {
-    local::query_value(query, name)
 }
 
 /// `rd` when it is a same-origin relative path, else `/`.

@@ -11,7 +11,8 @@
 
 use http::{header, Response, StatusCode};
 
-use super::{query_param, return_path, Own};
+use super::local::query_value as query_param;
+use super::{return_path, Own};
 use crate::oidc::{random_token, OidcError, Pending, RelyingParty};
 use crate::reply::{redirect, ProxyBody, ProxyError};
 use crate::session::audit::audit;

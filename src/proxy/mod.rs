@@ -111,7 +111,7 @@ pub struct Ctx<'a> {
     /// upstream failure then gets an HTML page, not plain text.
     pub navigation: bool,
     /// The client: the peer, or behind `trusted_proxies` the address they
-    /// forwarded for (set when the upstream request is built).
+    /// forwarded for (set once the request is inspected).
     pub client_ip: std::net::IpAddr,
     /// `provider = "form"`: the user a login form submitted names, bound
     /// if the app answers with a success redirect (SPEC §8.4a).
@@ -205,6 +205,10 @@ async fn serve<'a>(
     let cfg = &state.config;
     // 1. inspect
     inspect::request(ctx, &req, uri)?;
+    // Behind a trusted proxy, the client it forwarded for (one comparison
+    // per trusted network otherwise); read once, by every phase after.
+    let trusted = &cfg.server.trusted_proxies;
+    ctx.client_ip = headers::forwarded_client(req.headers(), ctx.conn.peer.ip(), trusted);
 
     // 2. route
     let reserved = path::prefix_matches("/.cloakroom", &ctx.path);
@@ -234,12 +238,7 @@ async fn serve<'a>(
             path: &ctx.path,
             query: ctx.query,
             host,
-            peer: ctx.conn.peer.ip(),
-            client_ip: headers::forwarded_client(
-                req.headers(),
-                ctx.conn.peer.ip(),
-                &cfg.server.trusted_proxies,
-            ),
+            client_ip: ctx.client_ip,
             state,
         };
         let own = crate::auth::serve(ctx.shared, cfg, req, own, &mut ctx.sess);
@@ -264,10 +263,6 @@ async fn serve<'a>(
     // Only an upstream failure reads it, but the request is gone by then;
     // a method compare and an `Accept` scan, no allocation.
     ctx.navigation = headers::is_navigation(&ctx.method, req.headers());
-    // Behind a trusted proxy, the client it forwarded for (one comparison
-    // per trusted network otherwise).
-    let trusted = &ctx.state.config.server.trusted_proxies;
-    ctx.client_ip = headers::forwarded_client(req.headers(), ctx.conn.peer.ip(), trusted);
     let client_upgrade = ctx.websocket.then(|| hyper::upgrade::on(&mut req));
     // Judged on the client's own `Origin`, before it is translated: a login
     // form posted from another site binds nothing (login CSRF).

@@ -63,6 +63,22 @@ pub async fn tls_connect(
     TlsConnector::from(config).connect(name, tcp).await
 }
 
+/// [`tls_connect`] from the loopback address `src` (127.0.0.2, .3 …), for
+/// tests of limits per client address.
+pub async fn tls_connect_from(
+    src: [u8; 4],
+    addr: SocketAddr,
+    sni: &str,
+    config: Arc<ClientConfig>,
+) -> std::io::Result<Tls> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind((std::net::Ipv4Addr::from(src), 0).into())?;
+    let tcp = socket.connect(addr).await?;
+    tcp.set_nodelay(true)?;
+    let name = ServerName::try_from(sni.to_string()).unwrap();
+    TlsConnector::from(config).connect(name, tcp).await
+}
+
 /// The DER of the certificate the server presented.
 pub fn peer_cert(tls: &Tls) -> Vec<u8> {
     tls.get_ref().1.peer_certificates().unwrap()[0]
