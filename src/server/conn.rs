@@ -1,5 +1,6 @@
 //! One client connection: TLS handshake (bounded by `request_header_timeout`),
-//! then HTTP/2 when ALPN chose `h2`, else HTTP/1.1 with upgrades, run under
+//! then HTTP/2 when ALPN chose `h2` (behind [`super::h2guard`]), else
+//! HTTP/1.1 with upgrades (behind [`super::h1guard`]), run under
 //! [`super::supervise`] (idle and request-head timeouts, graceful stop).
 
 use std::convert::Infallible;
@@ -17,6 +18,7 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use super::admission::Ticket;
+use super::h1guard::{self, H1Guard};
 use super::h2guard::H2Guard;
 use super::supervise::{drive, Activity, Graceful, InFlight, Limits, Tracked};
 use super::Drain;
@@ -77,7 +79,11 @@ pub(super) async fn serve_tls(
         let info = info.clone();
         async move {
             let busy = act.begin();
-            let resp = proxy::handle(&shared, &info, req).await;
+            let mut resp = proxy::handle(&shared, &info, req).await;
+            // The body ended in the guard's refusal: no response has started.
+            if act.body_refused() {
+                resp = h1guard::refused_response();
+            }
             Ok::<_, Infallible>(resp.map(|body| InFlight { body, _busy: busy }))
         }
     });
@@ -90,8 +96,9 @@ pub(super) async fn serve_tls(
         let conn = http2_builder(&server).serve_connection(io, svc);
         drive(conn, activity, limits, stop).await;
     } else {
+        let guard = H1Guard::new(tls, server.max_request_header_bytes, activity.clone());
         let io = TokioIo::new(Tracked {
-            inner: tls,
+            inner: guard,
             activity: activity.clone(),
         });
         let conn = http1_builder(&server)

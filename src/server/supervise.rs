@@ -61,6 +61,9 @@ pub(super) struct Activity {
     quiet_since: AtomicU64,
     order: AtomicU8,
     waker: AtomicWaker,
+    /// HTTP/1: the request-framing guard refused the body of the request
+    /// being read ([`super::h1guard`]).
+    body_refused: AtomicBool,
 }
 
 /// Milliseconds on a process-wide monotonic clock.
@@ -83,6 +86,7 @@ impl Activity {
             quiet_since: AtomicU64::new(clock_ms(Instant::now())),
             order: AtomicU8::new(RUN),
             waker: AtomicWaker::new(),
+            body_refused: AtomicBool::new(false),
         })
     }
 
@@ -110,6 +114,22 @@ impl Activity {
         self.begun.fetch_add(1, Ordering::Relaxed);
         self.head_pending.store(false, Ordering::Relaxed);
         Busy(self.clone())
+    }
+
+    /// Whether all of `requests` have begun and every response has ended
+    /// (its body handed to hyper): all the task's own reads and writes.
+    pub(super) fn answered(&self, requests: usize) -> bool {
+        self.begun.load(Ordering::Relaxed) == requests
+            && self.in_flight.load(Ordering::Relaxed) == 0
+    }
+
+    pub(super) fn refuse_body(&self) {
+        self.body_refused.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the guard refused a request body on this connection.
+    pub(super) fn body_refused(&self) -> bool {
+        self.body_refused.load(Ordering::Relaxed)
     }
 
     /// When the connection went quiet, if it is idle now: nothing in
