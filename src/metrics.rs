@@ -28,7 +28,8 @@ pub struct Metrics {
     pub jar_rejected: IntCounterVec,
     /// `cloakroom_connections_refused_total{reason}`: accepted and closed at
     /// once (`max_connections` with nothing idle, `max_connections_per_client`)
-    /// or cut off (`h2_flood`: GOAWAY `ENHANCE_YOUR_CALM`).
+    /// or cut off (`h2_flood`: GOAWAY `ENHANCE_YOUR_CALM`; `h1_target_too_long`:
+    /// 414, `h1_chunk_size`: 400, both followed by a close).
     pub connections_refused: IntCounterVec,
     /// Idle keep-alive connections closed to admit a new one at the cap.
     pub connections_reclaimed: IntCounter,
@@ -302,7 +303,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         connections_refused: counter_vec(
             &r,
             "cloakroom_connections_refused_total",
-            "Client connections refused at once (max_connections, per_client) or cut off for abuse (h2_flood), by reason.",
+            "Client connections refused at once (max_connections, per_client) or cut off for abuse (h2_flood, h1_target_too_long, h1_chunk_size), by reason.",
             &["reason"],
         ),
         connections_reclaimed: counter(
