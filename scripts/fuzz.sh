@@ -13,7 +13,7 @@ cd "$(dirname "$0")/../fuzz"
 secs=${1:-300}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(cookie_codec set_cookie jar upstream_h1 config path_route)
+[ ${#targets[@]} -gt 0 ] || targets=(cookie_codec set_cookie jar upstream_h1 config path_route h1_framing)
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 failed=0
 report=()

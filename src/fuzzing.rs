@@ -10,6 +10,7 @@ use std::sync::LazyLock;
 
 use crate::config::{Config, SameSite};
 use crate::route::RouteTable;
+use crate::server::h1guard::{Framing, Verdict};
 use crate::session::codec::Verified;
 use crate::session::jar::Jar;
 use crate::session::setcookie::{rewrite_for_browser, SetCookie};
@@ -88,6 +89,37 @@ pub fn upstream_h1(data: &[u8]) {
         assert!((100..1000).contains(&status));
         assert!(body <= bytes.len() as u64, "more body than bytes");
     }
+}
+
+/// The HTTP/1.1 framing guard's tracker, with a 256-byte head limit: the
+/// first byte picks the size of the reads the rest arrives in; the
+/// verdict and where it falls, the request heads counted and whether the
+/// guard stopped judging are the same as when it all arrives at once.
+pub fn h1_framing(data: &[u8]) {
+    let Some((&pick, bytes)) = data.split_first() else {
+        return;
+    };
+    let whole = follow(bytes, bytes.len());
+    assert_eq!(
+        follow(bytes, usize::from(pick)),
+        whole,
+        "the verdict depends on the reads"
+    );
+    if let (Some((at, _)), _, _) = whole {
+        assert!(at < bytes.len(), "refused past the end");
+    }
+}
+
+fn follow(bytes: &[u8], read: usize) -> (Option<(usize, Verdict)>, usize, bool) {
+    let mut f = Framing::new(256);
+    let mut offset = 0;
+    for part in bytes.chunks(read.max(1)) {
+        if let Some((n, v)) = f.feed(part) {
+            return (Some((offset + n, v)), f.heads(), f.is_off());
+        }
+        offset += part.len();
+    }
+    (None, f.heads(), f.is_off())
 }
 
 /// Config loading and validation: any text either loads or yields errors

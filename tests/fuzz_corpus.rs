@@ -10,13 +10,14 @@ use cloakroom::fuzzing;
 
 type Target = fn(&[u8]);
 
-const TARGETS: [(&str, Target); 6] = [
+const TARGETS: [(&str, Target); 7] = [
     ("cookie_codec", fuzzing::cookie_codec),
     ("set_cookie", fuzzing::set_cookie),
     ("jar", fuzzing::jar),
     ("upstream_h1", fuzzing::upstream_h1),
     ("config", fuzzing::config),
     ("path_route", fuzzing::path_route),
+    ("h1_framing", fuzzing::h1_framing),
 ];
 
 fn inputs(dir: &Path) -> Vec<std::path::PathBuf> {

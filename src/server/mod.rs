@@ -8,7 +8,7 @@
 pub mod admission;
 mod conn;
 mod drain;
-mod h1guard;
+pub(crate) mod h1guard;
 mod h2guard;
 mod redirect;
 mod supervise;
