@@ -116,8 +116,9 @@ impl Activity {
         Busy(self.clone())
     }
 
-    /// Whether all of `requests` have begun and every response has ended
-    /// (its body handed to hyper): all the task's own reads and writes.
+    /// Whether exactly `requests` requests have begun and every response
+    /// body has ended (hyper dropped it): hyper then owes the client
+    /// nothing beyond what its write buffer holds.
     pub(super) fn answered(&self, requests: usize) -> bool {
         self.begun.load(Ordering::Relaxed) == requests
             && self.in_flight.load(Ordering::Relaxed) == 0
