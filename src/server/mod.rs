@@ -11,6 +11,7 @@ mod drain;
 mod h2guard;
 mod redirect;
 mod supervise;
+pub mod trim;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
