@@ -172,6 +172,7 @@ pub async fn serve(
         ));
     }
     shared.sessions.spawn_purge(PURGE_EVERY);
+    server::trim::spawn(drain.clone());
     // After the listeners: a missing upstream is worth a warning on first
     // run, never a delay.
     crate::upstream::probe::spawn(&state.config);

@@ -402,3 +402,141 @@ async fn s2_a_hundred_reloads_under_keep_alive_load_fail_no_request() {
     assert!(ok > 100, "only {ok} requests were sent");
     eprintln!("100 reloads: {ok} requests, 0 failed");
 }
+
+/// One keep-alive client's count across a SIGTERM.
+#[derive(Default, Debug)]
+struct Tally {
+    ok: usize,
+    ok_after_term: usize,
+    /// Requests hyper's client never sent because the connection had
+    /// closed: nothing was lost, a client sends them elsewhere.
+    unsent: usize,
+    failed: Vec<String>,
+}
+
+impl Tally {
+    fn count<B>(
+        &mut self,
+        result: Result<http::Response<B>, hyper::client::conn::TrySendError<http::Request<Body>>>,
+        after_term: bool,
+    ) -> Option<http::Response<B>> {
+        match result {
+            Ok(r) if r.status() == StatusCode::OK => {
+                self.ok += 1;
+                self.ok_after_term += usize::from(after_term);
+                return Some(r);
+            }
+            Ok(r) => self.failed.push(format!("status {}", r.status())),
+            Err(e) if e.message().is_some() => self.unsent += 1,
+            Err(e) => self.failed.push(format!("{:?}", e.error())),
+        }
+        None
+    }
+
+    fn add(&mut self, t: Tally) {
+        self.ok += t.ok;
+        self.ok_after_term += t.ok_after_term;
+        self.unsent += t.unsent;
+        self.failed.extend(t.failed);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s2_sigterm_under_keep_alive_load_fails_no_request() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let up = Upstream::start("app").await;
+    let mut proxy = TestProxy::start(&routed_to(&up).server("shutdown_grace = \"20s\"")).await;
+    let termed = Arc::new(AtomicBool::new(false));
+    let mut clients = Vec::new();
+    // Eight HTTP/1.1 clients, each on one keep-alive connection: four send
+    // back to back, the others pause between requests (up to 600 ms), so
+    // the SIGTERM finds connections idle, between requests and mid-request.
+    for n in 0..8u64 {
+        let mut h1 = proxy.h1().await;
+        let (origin, termed) = (proxy.origin(), termed.clone());
+        clients.push(tokio::spawn(async move {
+            let mut t = Tally::default();
+            for i in 0..100_000u64 {
+                // The proxy closed the connection between requests.
+                if h1.ready().await.is_err() {
+                    break;
+                }
+                let after_term = termed.load(Ordering::Relaxed);
+                let path = match n < 4 {
+                    true => "/".to_owned(),
+                    false => format!("/slow?ms={}", i % 7),
+                };
+                let req = http::Request::get(format!("{origin}{path}"))
+                    .header(http::header::HOST, "localhost")
+                    .body(empty())
+                    .unwrap();
+                let sent = within(30, "h1 request", h1.try_send_request(req)).await;
+                if let Some(r) = t.count(sent, after_term) {
+                    let close = r.headers().get("connection").is_some_and(|v| v == "close");
+                    let _ = http_body_util::BodyExt::collect(r.into_body()).await;
+                    if close {
+                        break;
+                    }
+                }
+                if n >= 4 {
+                    tokio::time::sleep(Duration::from_millis((n * 97 + i * 131) % 600)).await;
+                }
+            }
+            t
+        }));
+    }
+    // Two HTTP/2 connections with four streams each in flight.
+    for _ in 0..2 {
+        let h2 = proxy.h2().await;
+        for _ in 0..4 {
+            let (mut h2, origin, termed) = (h2.clone(), proxy.origin(), termed.clone());
+            clients.push(tokio::spawn(async move {
+                let mut t = Tally::default();
+                for i in 0..100_000u64 {
+                    // GOAWAY received: the client opens no new stream.
+                    if h2.ready().await.is_err() {
+                        break;
+                    }
+                    let after_term = termed.load(Ordering::Relaxed);
+                    let req = http::Request::get(format!("{origin}/slow?ms={}", i % 5))
+                        .body(empty())
+                        .unwrap();
+                    let sent = within(30, "h2 request", h2.try_send_request(req)).await;
+                    if let Some(r) = t.count(sent, after_term) {
+                        let _ = http_body_util::BodyExt::collect(r.into_body()).await;
+                    }
+                }
+                t
+            }));
+        }
+    }
+    wait_hits(&up, 2000).await;
+    termed.store(true, Ordering::Relaxed);
+    proxy.signal("TERM");
+    let mut total = Tally::default();
+    for c in clients {
+        total.add(within(30, "a client to finish", c).await.unwrap());
+    }
+    let status = proxy
+        .wait_exit(30)
+        .await
+        .expect("cloakroom did not exit after draining");
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        total.failed.is_empty(),
+        "{} of {} requests failed across SIGTERM: {:?}",
+        total.failed.len(),
+        total.ok + total.failed.len(),
+        total.failed
+    );
+    assert!(
+        total.ok_after_term > 0,
+        "no request was in flight at SIGTERM"
+    );
+    eprintln!(
+        "SIGTERM under load: {} requests answered ({} sent as it came), {} not sent after the close, 0 failed",
+        total.ok, total.ok_after_term, total.unsent
+    );
+}

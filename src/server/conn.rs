@@ -9,6 +9,8 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use http::header::{HeaderValue, CONNECTION};
+use http::StatusCode;
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper::service::{service_fn, HttpService};
@@ -83,6 +85,13 @@ pub(super) async fn serve_tls(
             // The body ended in the guard's refusal: no response has started.
             if act.body_refused() {
                 resp = h1guard::refused_response();
+            }
+            // Told to finish (stopping, or room made at the connection cap):
+            // an HTTP/1.1 client learns it from this response, and hyper
+            // closes after it.
+            if !h2 && act.finishing() && resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+                resp.headers_mut()
+                    .insert(CONNECTION, HeaderValue::from_static("close"));
             }
             Ok::<_, Infallible>(resp.map(|body| InFlight { body, _busy: busy }))
         }

@@ -16,6 +16,8 @@ pub struct Drain {
 struct Inner {
     flag: watch::Sender<bool>,
     live: AtomicUsize,
+    /// The most connections live at once since [`Drain::take_peak`].
+    peak: AtomicUsize,
     idle: Notify,
 }
 
@@ -44,6 +46,7 @@ impl Drain {
             inner: Arc::new(Inner {
                 flag: watch::channel(false).0,
                 live: AtomicUsize::new(0),
+                peak: AtomicUsize::new(0),
                 idle: Notify::new(),
             }),
         }
@@ -54,7 +57,8 @@ impl Drain {
     }
 
     pub fn track(&self) -> ConnGuard {
-        self.inner.live.fetch_add(1, Ordering::AcqRel);
+        let live = self.inner.live.fetch_add(1, Ordering::AcqRel) + 1;
+        self.inner.peak.fetch_max(live, Ordering::Relaxed);
         ConnGuard {
             inner: self.inner.clone(),
         }
@@ -67,6 +71,13 @@ impl Drain {
 
     pub fn live(&self) -> usize {
         self.inner.live.load(Ordering::Acquire)
+    }
+
+    /// The most connections live at once since the last call, which starts
+    /// the next count from the connections live now.
+    pub fn take_peak(&self) -> usize {
+        let peak = self.inner.peak.swap(self.live(), Ordering::Relaxed);
+        peak.max(self.live())
     }
 
     /// Stops accepting, asks connections to finish, waits up to `grace`.

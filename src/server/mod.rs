@@ -12,6 +12,7 @@ pub(crate) mod h1guard;
 mod h2guard;
 mod redirect;
 mod supervise;
+pub mod trim;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;

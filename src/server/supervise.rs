@@ -41,8 +41,21 @@ pub(super) struct Limits {
 
 /// What the watchdog tells the connection's task.
 const RUN: u8 = 0;
-const GRACEFUL: u8 = 1;
-const CLOSE: u8 = 2;
+/// The process is stopping: HTTP/2 sends GOAWAY at once; HTTP/1.1 finishes
+/// a request in flight with `Connection: close`, and an idle connection
+/// stays open for a next request (answered with `Connection: close`) until
+/// it has been quiet for [`DRAIN_LINGER`].
+const DRAIN: u8 = 1;
+const GRACEFUL: u8 = 2;
+const CLOSE: u8 = 3;
+
+/// How long an idle HTTP/1.1 connection stays open once the process is
+/// stopping. Closing it at once loses a request the client sends as the
+/// close crosses it; a request that arrives in the linger is answered (with
+/// `Connection: close`), so only a client idle for this long and then
+/// sending in the very instant of the close can still lose one, which
+/// HTTP/1.1 cannot rule out (RFC 9112 §9.5).
+const DRAIN_LINGER: Duration = Duration::from_secs(1);
 
 /// Flags shared by a connection's task, its IO wrapper, its requests and
 /// its watchdog. All relaxed: they are samples, not synchronisation.
@@ -149,6 +162,12 @@ impl Activity {
         if self.order.load(Ordering::Relaxed) == RUN {
             self.tell(GRACEFUL);
         }
+    }
+
+    /// True once the connection has been asked to finish: an HTTP/1.1
+    /// response begun now carries `Connection: close`.
+    pub(super) fn finishing(&self) -> bool {
+        self.order.load(Ordering::Relaxed) != RUN
     }
 
     fn tell(&self, order: u8) {
@@ -290,8 +309,14 @@ impl<C: Graceful> Future for Supervised<C> {
         // still wakes this task.
         this.activity.waker.register(cx.waker());
         match this.activity.order.load(Ordering::Acquire) {
+            RUN => {}
             CLOSE => return Poll::Ready(()),
-            GRACEFUL if !*this.graceful => {
+            // Draining, an idle HTTP/1.1 connection lingers: hyper would
+            // close it at once.
+            DRAIN
+                if this.activity.track_heads
+                    && this.activity.in_flight.load(Ordering::Relaxed) == 0 => {}
+            _ if !*this.graceful => {
                 *this.graceful = true;
                 this.conn.as_mut().graceful();
             }
@@ -305,14 +330,15 @@ impl<C: Graceful> Future for Supervised<C> {
 /// connection to close or to shut down gracefully.
 async fn watchdog(activity: Arc<Activity>, limits: Limits, mut stop: watch::Receiver<bool>) {
     let shortest = limits.head.map_or(limits.idle, |h| h.min(limits.idle));
-    let mut tick = tokio::time::interval((shortest / 4).max(Duration::from_millis(50)));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut tick = sampler(shortest / 4);
+    let mut quiet_since = Instant::now();
+    // Stopping, HTTP/1.1: since when the connection has been quiet.
+    let mut lingering: Option<Instant> = None;
     // Already stopping when the connection came in: `changed` would not say.
     let mut stopping = *stop.borrow_and_update();
     if stopping {
-        activity.tell(GRACEFUL);
+        drain(&activity, &limits, &mut tick, &mut lingering);
     }
-    let mut quiet_since = Instant::now();
     // The pending head being timed: requests begun when it was first seen,
     // and when that was.
     let mut head_seen: Option<(usize, Instant)> = None;
@@ -322,7 +348,7 @@ async fn watchdog(activity: Arc<Activity>, limits: Limits, mut stop: watch::Rece
             changed = stop.changed(), if !stopping => {
                 if changed.is_err() || *stop.borrow() {
                     stopping = true;
-                    activity.tell(GRACEFUL);
+                    drain(&activity, &limits, &mut tick, &mut lingering);
                 }
             }
             now = tick.tick() => {
@@ -333,9 +359,13 @@ async fn watchdog(activity: Arc<Activity>, limits: Limits, mut stop: watch::Rece
                 {
                     quiet_since = now;
                     activity.quiet_since.store(clock_ms(now), Ordering::Relaxed);
+                    lingering = lingering.map(|_| now);
                 } else if now.duration_since(quiet_since) >= limits.idle {
                     tracing::debug!("closing idle client connection");
                     return activity.tell(CLOSE);
+                } else if lingering.is_some_and(|since| now.duration_since(since) >= DRAIN_LINGER) {
+                    lingering = None;
+                    activity.tell(GRACEFUL);
                 }
                 let Some(head_limit) = limits.head else { continue };
                 if !activity.head_pending.load(Ordering::Relaxed) {
@@ -354,5 +384,27 @@ async fn watchdog(activity: Arc<Activity>, limits: Limits, mut stop: watch::Rece
                 }
             }
         }
+    }
+}
+
+fn sampler(period: Duration) -> tokio::time::Interval {
+    let mut tick = tokio::time::interval(period.max(Duration::from_millis(50)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick
+}
+
+/// The process is stopping: HTTP/2 and busy HTTP/1.1 connections finish at
+/// once (see [`DRAIN`]); an idle HTTP/1.1 one lingers, sampled often enough
+/// to end the linger on time.
+fn drain(
+    activity: &Activity,
+    limits: &Limits,
+    tick: &mut tokio::time::Interval,
+    lingering: &mut Option<Instant>,
+) {
+    activity.tell(DRAIN);
+    if limits.head.is_some() {
+        *lingering = Some(Instant::now());
+        *tick = sampler(DRAIN_LINGER / 4);
     }
 }
