@@ -99,6 +99,27 @@ async fn s3_a_chunk_size_no_body_can_have_is_400() {
     }
     let refused = "cloakroom_connections_refused_total{reason=\"h1_chunk_size\"}";
     assert_eq!(metric(&proxy, refused).await, 2.0);
+    // The access log says what the client got, and nothing blames the
+    // upstream.
+    let mut proxy = proxy;
+    proxy
+        .wait_log(10, |v| v["target"] == "access" && v["path"] == "/count")
+        .await
+        .expect("no access line for the refused body");
+    let logged: Vec<_> = proxy
+        .access_logs()
+        .iter()
+        .filter(|l| l["path"] == "/count")
+        .map(|l| l["status"].clone())
+        .collect();
+    assert_eq!(logged, [400, 400], "{logged:?}");
+    assert!(
+        !proxy
+            .logs()
+            .iter()
+            .any(|l| l["message"] == "upstream request failed"),
+        "a client's malformed body was logged as an upstream failure"
+    );
 
     // The largest size the guard accepts is hyper's to read as usual: the
     // request waits for its data (and is cut by the client here).

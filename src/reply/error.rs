@@ -85,6 +85,7 @@ impl ProxyError {
             ProxyError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ProxyError::Upstream(e) if e.is_timeout() => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::Upstream(e) if e.is_client_body() => StatusCode::BAD_REQUEST,
             ProxyError::Upstream(_) | ProxyError::UnexpectedUpgrade => StatusCode::BAD_GATEWAY,
             ProxyError::LoginRequired(_) => StatusCode::FOUND,
             ProxyError::Unauthenticated => StatusCode::UNAUTHORIZED,
@@ -106,6 +107,9 @@ impl ProxyError {
     pub fn respond(&self, route: Option<&str>, navigation: bool) -> Response<ProxyBody> {
         let status = self.status();
         match self {
+            ProxyError::Upstream(e) if e.is_client_body() => {
+                tracing::debug!(route, error = %e, cause = ?std::error::Error::source(e), "request body failed")
+            }
             ProxyError::Upstream(e) => {
                 tracing::warn!(route, error = %e, cause = ?std::error::Error::source(e), "upstream request failed")
             }
@@ -131,7 +135,7 @@ impl ProxyError {
                 status,
                 r#"{"error":"authentication required","login":"/.cloakroom/login"}"#,
             ),
-            ProxyError::Upstream(e) if navigation => match e.is_timeout() {
+            ProxyError::Upstream(e) if navigation && !e.is_client_body() => match e.is_timeout() {
                 true => html(status, pages::UPSTREAM_SLOW),
                 false => html(status, pages::UPSTREAM_DOWN),
             },

@@ -64,6 +64,10 @@ pub enum UpstreamError {
     Failed(#[source] hyper::Error),
     #[error("upstream exchange failed")]
     Exchange(#[source] h1::H1Error),
+    /// The client's request body failed while it was being forwarded (the
+    /// client sent a malformed body or went away): the client's fault.
+    #[error("the client's request body failed")]
+    ClientBody(#[source] hyper::Error),
 }
 
 impl UpstreamError {
@@ -72,6 +76,22 @@ impl UpstreamError {
             self,
             UpstreamError::ConnectTimeout(_) | UpstreamError::ResponseTimeout(_)
         )
+    }
+
+    /// The exchange failed on the client's side, not the upstream's.
+    pub fn is_client_body(&self) -> bool {
+        matches!(self, UpstreamError::ClientBody(_))
+    }
+
+    /// A failed send: the client's body when hyper says its request body
+    /// stream failed with the client connection's own error.
+    fn failed(e: hyper::Error) -> UpstreamError {
+        let from_client =
+            e.is_user() && std::error::Error::source(&e).is_some_and(|s| s.is::<hyper::Error>());
+        match from_client {
+            true => UpstreamError::ClientBody(e),
+            false => UpstreamError::Failed(e),
+        }
     }
 }
 
@@ -210,7 +230,7 @@ impl Upstream {
                         req = unsent;
                         retried = true;
                     }
-                    _ => return Err(UpstreamError::Failed(e.into_error())),
+                    _ => return Err(UpstreamError::failed(e.into_error())),
                 },
             }
         }
