@@ -13,7 +13,7 @@ use http::header::{HeaderValue, CONNECTION};
 use http::StatusCode;
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
-use hyper::service::{service_fn, HttpService};
+use hyper::service::{service_fn, HttpService, Service};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -102,6 +102,12 @@ pub(super) async fn serve_tls(
             inner: H2Guard::new(tls),
             activity: activity.clone(),
         });
+        // hyper spawns a task per stream holding the service's future and
+        // moves that future by value on the way (into its stream state, into
+        // tokio's task cell) and again when the stream's state changes: boxed,
+        // each move copies a pointer, not the pipeline's few kilobytes.
+        // HTTP/1 polls its future in place and keeps it unboxed.
+        let svc = service_fn(move |req| Box::pin(svc.call(req)));
         let conn = http2_builder(&server).serve_connection(io, svc);
         drive(conn, activity, limits, stop).await;
     } else {
