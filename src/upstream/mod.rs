@@ -264,17 +264,25 @@ impl Upstream {
     }
 }
 
-/// A response-timeout timer kept between the requests of one client
+/// Response-timeout timers kept between the requests of one client
 /// connection. Moving a registered timer to a later deadline is one atomic
-/// update in tokio; a new timer per request cost a registration and a
-/// removal in the runtime's timer wheel. Concurrent requests (HTTP/2
-/// streams) that find the slot empty use a timer of their own.
+/// update in tokio; a new timer per request cost an allocation, a
+/// registration and a removal in the runtime's timer wheel. An HTTP/2
+/// connection has as many requests upstream at once as it has streams in
+/// flight, so the slot keeps up to [`TIMERS_KEPT`] timers, one per request
+/// that was in flight at the same time; beyond that a request uses a timer
+/// of its own.
 #[derive(Debug, Default)]
-pub struct TimerSlot(Mutex<Option<Pin<Box<Sleep>>>>);
+pub struct TimerSlot(Mutex<Vec<Pin<Box<Sleep>>>>);
+
+/// Timers a client connection keeps: HTTP/1.1 needs one; the usual
+/// concurrency of an HTTP/2 client (h2load's 10 streams, a page's burst of
+/// assets) mostly fits, and an idle connection holds no more than this.
+const TIMERS_KEPT: usize = 16;
 
 impl TimerSlot {
     fn take(&self, deadline: tokio::time::Instant) -> Pin<Box<Sleep>> {
-        let kept = self.0.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let kept = self.0.lock().unwrap_or_else(|p| p.into_inner()).pop();
         match kept {
             Some(mut timer) => {
                 timer.as_mut().reset(deadline);
@@ -286,8 +294,8 @@ impl TimerSlot {
 
     fn put(&self, timer: Pin<Box<Sleep>>) {
         let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if slot.is_none() {
-            *slot = Some(timer);
+        if slot.len() < TIMERS_KEPT {
+            slot.push(timer);
         }
     }
 }
