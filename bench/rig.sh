@@ -26,7 +26,9 @@ RIG=${RIG:-$ROOT/../shared/peer-bench}
 BIN=${CLOAKROOM_BIN:-$ROOT/target/release/cloakroom}
 [[ -n ${CLOAKROOM_BIN:-} ]] || (cd "$ROOT" && cargo build --release --quiet)
 SCRATCH=$(mktemp -d)
-trap 'rm -rf "$SCRATCH"' EXIT
+# The rig stops its peers itself; anything of it still running (a peer it
+# lost track of) would hold the rig's ports for the next run.
+trap 'pkill -f "$SCRATCH/" 2>/dev/null; rm -rf "$SCRATCH"' EXIT
 cp -r "$RIG" "$SCRATCH/rig"
 rm -rf "$SCRATCH/rig/results"/* "$SCRATCH/rig/.run"
 OUT=$ROOT/bench/out/rig

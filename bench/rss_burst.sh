@@ -33,5 +33,5 @@ for _ in $(seq 50); do
   python3 -c "import socket; socket.create_connection(('127.0.0.1',$PORT),1)" 2>/dev/null && break
   sleep 0.1
 done
-echo "binary: $BIN ($(git -C "$ROOT" rev-parse --short HEAD)), $N connections"
+echo "binary: $BIN (repository at $(git -C "$ROOT" rev-parse --short HEAD)), $N connections"
 python3 "$ROOT/bench/rss_burst.py" "$N" "$PID" "$PORT"

@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
-# cloakroom vs nginx load benchmark (docs/performance.md explains the method
-# and holds the last measured table).
+# cloakroom vs nginx load benchmark: RETIRED for comparisons. The project's
+# comparison figures come from the shared peer rig, which also runs HAProxy
+# and names the best peer: bench/rig.sh (docs/performance.md, "Against the
+# best peer"); this script's nginx-only tables there are superseded. It is
+# kept because bench/instructions.sh uses the configs it writes under
+# bench/out/ (`BENCH_DURATION=1 BENCH_ROUNDS=1 BENCH_SCENARIOS=h1 bench/run.sh`
+# once), and for its conn-resumed scenario, which the rig does not have.
 #
 #   bench/run.sh            # build release, run every scenario, print table
 #

@@ -71,7 +71,7 @@ attack() { # PORT
   sleep $((N / 200 + 5))
 }
 stop_attack() { kill $ATTACK; wait $ATTACK 2>/dev/null || true; ATTACK=; sleep 3; }
-echo "binary: $BIN ($(git -C "$ROOT" rev-parse --short HEAD)), $N slow clients, ${SECS}s per measurement"
+echo "binary: $BIN (repository at $(git -C "$ROOT" rev-parse --short HEAD)), $N slow clients, ${SECS}s per measurement"
 for round in 1 2 3; do
   measure "round $round alone"
   attack "$DECOY"; measure "round $round decoy attacked"; stop_attack
