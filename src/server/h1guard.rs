@@ -59,6 +59,7 @@ use http::{header, HeaderValue, Response, StatusCode};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::supervise::Activity;
+use crate::net::poll_write_all;
 use crate::reply::ProxyBody;
 
 pub use framing::{Framing, Verdict};
@@ -119,23 +120,14 @@ fn refused() -> io::Error {
 impl<T: AsyncRead + AsyncWrite + Unpin> H1Guard<T> {
     /// Writes the 414, flushes and closes the write side. Ready(Ok) once done.
     fn poll_refuse(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        while let Refusal::Due { written } = &mut self.refusal {
-            if *written == URI_TOO_LONG.len() {
-                std::task::ready!(Pin::new(&mut self.inner).poll_flush(cx))?;
-                std::task::ready!(Pin::new(&mut self.inner).poll_shutdown(cx))?;
-                self.refusal = Refusal::Linger { dropped: 0 };
-                // hyper is parked on a read: wake it to drain and end.
-                cx.waker().wake_by_ref();
-                break;
-            }
-            let n = std::task::ready!(
-                Pin::new(&mut self.inner).poll_write(cx, &URI_TOO_LONG[*written..])
-            )?;
-            if n == 0 {
-                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-            }
-            *written += n;
-        }
+        let Refusal::Due { written } = &mut self.refusal else {
+            return Poll::Ready(Ok(()));
+        };
+        std::task::ready!(poll_write_all(&mut self.inner, cx, URI_TOO_LONG, written))?;
+        std::task::ready!(Pin::new(&mut self.inner).poll_shutdown(cx))?;
+        self.refusal = Refusal::Linger { dropped: 0 };
+        // hyper is parked on a read: wake it to drain and end.
+        cx.waker().wake_by_ref();
         Poll::Ready(Ok(()))
     }
 

@@ -20,6 +20,8 @@ use std::time::Instant;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use crate::net::poll_write_all;
+
 /// Control frames a client may send at once.
 pub const BURST: f64 = 200.0;
 /// And per second after that.
@@ -189,21 +191,13 @@ impl<T: AsyncWrite + Unpin> H2Guard<T> {
     /// Writes the due GOAWAY (only ever at an outbound frame boundary).
     /// Ready(Ok) once it is out and flushed.
     fn poll_goaway(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        while let Flood::Due { frame, written } = &mut self.flood {
-            if *written == frame.len() {
-                std::task::ready!(Pin::new(&mut self.inner).poll_flush(cx))?;
-                self.flood = Flood::Sent;
-                if let Some(w) = self.reader.take() {
-                    w.wake();
-                }
-                break;
-            }
-            let n =
-                std::task::ready!(Pin::new(&mut self.inner).poll_write(cx, &frame[*written..]))?;
-            if n == 0 {
-                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-            }
-            *written += n;
+        let Flood::Due { frame, written } = &mut self.flood else {
+            return Poll::Ready(Ok(()));
+        };
+        std::task::ready!(poll_write_all(&mut self.inner, cx, &frame[..], written))?;
+        self.flood = Flood::Sent;
+        if let Some(w) = self.reader.take() {
+            w.wake();
         }
         Poll::Ready(Ok(()))
     }
