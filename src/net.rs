@@ -66,6 +66,25 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for SendLone<T> {
     }
 }
 
+/// Writes what is left of `bytes` (from `*written`, which it advances) and
+/// flushes: how a connection guard sends the one answer it gives in the
+/// server's place (`server::h1guard`'s 414, `server::h2guard`'s GOAWAY).
+pub fn poll_write_all<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    cx: &mut Context<'_>,
+    bytes: &[u8],
+    written: &mut usize,
+) -> Poll<io::Result<()>> {
+    while *written < bytes.len() {
+        let n = std::task::ready!(Pin::new(&mut *w).poll_write(cx, &bytes[*written..]))?;
+        if n == 0 {
+            return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+        }
+        *written += n;
+    }
+    Pin::new(w).poll_flush(cx)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,23 +120,4 @@ mod tests {
         assert_eq!(got, sent);
         assert_eq!(got, b"alonehead;body;x");
     }
-}
-
-/// Writes what is left of `bytes` (from `*written`, which it advances) and
-/// flushes: how a connection guard sends the one answer it gives in the
-/// server's place (`server::h1guard`'s 414, `server::h2guard`'s GOAWAY).
-pub fn poll_write_all<W: AsyncWrite + Unpin>(
-    w: &mut W,
-    cx: &mut Context<'_>,
-    bytes: &[u8],
-    written: &mut usize,
-) -> Poll<io::Result<()>> {
-    while *written < bytes.len() {
-        let n = std::task::ready!(Pin::new(&mut *w).poll_write(cx, &bytes[*written..]))?;
-        if n == 0 {
-            return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-        }
-        *written += n;
-    }
-    Pin::new(w).poll_flush(cx)
 }
