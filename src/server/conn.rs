@@ -68,8 +68,13 @@ pub(super) async fn serve_tls(
         true => Limits {
             idle: server.client_idle_timeout,
             head: None,
+            linger: false,
         },
-        false => http1_limits(&server),
+        // The service below counts this connection's requests.
+        false => Limits {
+            linger: true,
+            ..http1_limits(&server)
+        },
     };
     let activity = Activity::new(&limits);
     ticket.attach(&activity);
@@ -148,6 +153,7 @@ fn http1_limits(server: &Server) -> Limits {
     Limits {
         idle: server.client_idle_timeout,
         head: Some(server.request_header_timeout),
+        linger: false,
     }
 }
 

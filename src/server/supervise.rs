@@ -37,14 +37,20 @@ pub(super) struct Limits {
     /// the first request, from its first byte for later ones) not complete
     /// within this: close.
     pub head: Option<Duration>,
+    /// HTTP/1.1 whose requests the service counts ([`Activity::begin`]):
+    /// when the process stops, an idle connection lingers ([`DRAIN`]).
+    /// Others are told to finish at once.
+    pub linger: bool,
 }
 
 /// What the watchdog tells the connection's task.
 const RUN: u8 = 0;
-/// The process is stopping: HTTP/2 sends GOAWAY at once; HTTP/1.1 finishes
-/// a request in flight with `Connection: close`, and an idle connection
-/// stays open for a next request (answered with `Connection: close`) until
-/// it has been quiet for [`DRAIN_LINGER`].
+/// The process is stopping and the connection may linger
+/// ([`Limits::linger`], HTTPS HTTP/1.1): a request in flight finishes with
+/// `Connection: close`, and an idle connection stays open for a next
+/// request (answered with `Connection: close`) until it has been quiet for
+/// [`DRAIN_LINGER`]. Other connections are told [`GRACEFUL`] instead:
+/// HTTP/2 sends GOAWAY at once.
 const DRAIN: u8 = 1;
 const GRACEFUL: u8 = 2;
 const CLOSE: u8 = 3;
@@ -313,9 +319,7 @@ impl<C: Graceful> Future for Supervised<C> {
             CLOSE => return Poll::Ready(()),
             // Draining, an idle HTTP/1.1 connection lingers: hyper would
             // close it at once.
-            DRAIN
-                if this.activity.track_heads
-                    && this.activity.in_flight.load(Ordering::Relaxed) == 0 => {}
+            DRAIN if this.activity.in_flight.load(Ordering::Relaxed) == 0 => {}
             _ if !*this.graceful => {
                 *this.graceful = true;
                 this.conn.as_mut().graceful();
@@ -393,18 +397,19 @@ fn sampler(period: Duration) -> tokio::time::Interval {
     tick
 }
 
-/// The process is stopping: HTTP/2 and busy HTTP/1.1 connections finish at
-/// once (see [`DRAIN`]); an idle HTTP/1.1 one lingers, sampled often enough
-/// to end the linger on time.
+/// The process is stopping: a connection that may linger is told
+/// [`DRAIN`] and sampled often enough to end the linger on time; any other
+/// (HTTP/2, the plain listeners) finishes at once.
 fn drain(
     activity: &Activity,
     limits: &Limits,
     tick: &mut tokio::time::Interval,
     lingering: &mut Option<Instant>,
 ) {
-    activity.tell(DRAIN);
-    if limits.head.is_some() {
-        *lingering = Some(Instant::now());
-        *tick = sampler(DRAIN_LINGER / 4);
+    if !limits.linger {
+        return activity.tell(GRACEFUL);
     }
+    activity.tell(DRAIN);
+    *lingering = Some(Instant::now());
+    *tick = sampler(DRAIN_LINGER / 4);
 }
