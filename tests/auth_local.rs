@@ -791,3 +791,58 @@ async fn s8_5_a_burst_of_logins_does_not_stall_proxying() {
         assert_eq!(l.await.unwrap(), 401);
     }
 }
+
+/// With one CPU (here `TOKIO_WORKER_THREADS=1`; a pinned process or a
+/// one-core container alike) the proxy runs tokio's current-thread
+/// scheduler: proxying on HTTP/1.1 and HTTP/2, a login (argon2 on the
+/// blocking pool) and a SIGHUP reload (also on the blocking pool) all work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_cpu_runs_the_current_thread_scheduler_and_serves_everything() {
+    let app = App::start("app").await;
+    let cfg = local(&app, &alice(), "", "").env("TOKIO_WORKER_THREADS", "1");
+    let mut proxy = TestProxy::start(&cfg).await;
+    let line = proxy
+        .wait_log(5, |v| v["message"] == "runtime started")
+        .await
+        .expect("a runtime line");
+    assert_eq!(line["scheduler"], "current-thread", "{line}");
+    assert_eq!(line["worker_threads"], 1, "{line}");
+
+    let mut b = Browser::new(&proxy);
+    let r = sign_in(&mut b, "", "alice", "correct horse").await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    assert_eq!(
+        b.get("/x").await.echo().one("x-forwarded-user"),
+        Some("alice")
+    );
+
+    let mut h2 = proxy.h2().await;
+    for i in 0..20 {
+        let path = format!("/h2/{i}");
+        let r = support::send2(
+            &mut h2,
+            support::get("localhost", &path).body(empty()).unwrap(),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{path}");
+        assert_eq!(r.echo().uri, path);
+    }
+
+    let skip = proxy.logs().len();
+    proxy.signal("HUP");
+    proxy
+        .wait_log_after(skip, 10, |v| v["message"] == "configuration reloaded")
+        .await
+        .expect("reloaded");
+    assert_eq!(proxy.get("/after").await.status, 200);
+
+    // Two CPUs (or the variable at 2): the multi-thread pool, two workers.
+    let mut two =
+        TestProxy::start(&local(&app, &alice(), "", "").env("TOKIO_WORKER_THREADS", "2")).await;
+    let line = two
+        .wait_log(5, |v| v["message"] == "runtime started")
+        .await
+        .expect("a runtime line");
+    assert_eq!(line["scheduler"], "multi-thread", "{line}");
+    assert_eq!(line["worker_threads"], 2, "{line}");
+}
