@@ -14,18 +14,19 @@ use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::EnvFilter;
 
-/// Keeps the log writer thread alive; dropping it flushes what is queued.
-pub struct LogGuard(#[allow(dead_code)] tracing_appender::non_blocking::WorkerGuard);
+mod batch;
 
-/// Installs the global subscriber. Lines are written by a dedicated thread,
-/// so a slow stdout never blocks the runtime; the queue blocks rather than
-/// drops when full, so no audit line is lost. Keep the guard until exit.
+/// Keeps the log writer thread alive; dropping it writes what is pending.
+pub struct LogGuard(#[allow(dead_code)] batch::Guard);
+
+/// Installs the global subscriber. Lines are written by a dedicated thread
+/// in batches ([`batch`]), so a slow stdout never blocks the runtime; a
+/// logging thread waits rather than drops when too much is pending, so no
+/// audit line is lost. Keep the guard until exit.
 pub fn init() -> LogGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let json = std::env::var("CLOAKROOM_LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .finish(std::io::stdout());
+    let (writer, guard) = batch::start(std::io::stdout());
     // Colour only for a person at a terminal: a container runtime, journald
     // or a log shipper reading a pipe gets plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
