@@ -15,6 +15,9 @@
 #   PEERS         peers besides cloakroom [nginx,haproxy]
 #   SCENARIOS     h1,h2,conn,session,rate (the rig's ids) [h1,h2,conn,session]
 #   CLOAKROOM_BIN [target/release/cloakroom, built if missing]
+#   BENCH_ACCESS_LOG  off (the default: the rig runs every other peer
+#                 without an access log) or on (cloakroom's own default, one
+#                 line per request, SPEC §11)
 # The rig installs its peers from Debian on first use (its setup.sh);
 # SKIP_OHA=1 is set so it does not compile oha (the `rate` scenario then
 # uses h2load --rps).
@@ -34,11 +37,16 @@ rm -rf "$SCRATCH/rig/results"/* "$SCRATCH/rig/.run"
 OUT=$ROOT/bench/out/rig
 mkdir -p "$OUT"
 STORE=${BENCH_STORE:-embedded}
+case ${BENCH_ACCESS_LOG:-off} in
+  off) CR_ENV="RUST_LOG=info,access=off" ;;
+  on) CR_ENV="" ;;
+  *) echo "rig: BENCH_ACCESS_LOG is on or off" >&2; exit 1 ;;
+esac
 COMMIT=$(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEAD -- src Cargo.toml Cargo.lock || echo "+dirty")
 STAMP=$(date -u +%Y%m%dT%H%M%S)
-LOG=$OUT/$STAMP-$MODE-$STORE-$COMMIT.md
-echo "rig: $MODE, store $STORE, cloakroom $COMMIT ($BIN); table in $LOG" >&2
-env SKIP_OHA=1 BENCH_STORE="$STORE" CLOAKROOM_BIN="$BIN" \
+LOG=$OUT/$STAMP-$MODE-$STORE-log${BENCH_ACCESS_LOG:-off}-$COMMIT.md
+echo "rig: $MODE, store $STORE, access log ${BENCH_ACCESS_LOG:-off}, cloakroom $COMMIT ($BIN); table in $LOG" >&2
+env SKIP_OHA=1 BENCH_STORE="$STORE" CLOAKROOM_BIN="$BIN" CLOAKROOM_ENV="$CR_ENV" \
   PEERS="${PEERS:-nginx,haproxy},cloakroom" SCENARIOS="${SCENARIOS:-h1,h2,conn,session}" \
   ${2:+ROUNDS=$2} "$SCRATCH/rig/run.sh" "$MODE" | tee "$LOG"
-cp "$SCRATCH"/rig/results/*.json "$OUT/$STAMP-$MODE-$STORE-$COMMIT.json" 2>/dev/null || true
+cp "$SCRATCH"/rig/results/*.json "$OUT/$STAMP-$MODE-$STORE-log${BENCH_ACCESS_LOG:-off}-$COMMIT.json" 2>/dev/null || true
