@@ -140,6 +140,34 @@ fn s3_admin_listener_cuts_slow_heads() {
     assert!(started.elapsed() < Duration::from_secs(6));
 }
 
+/// A keep-alive connection waiting for its next request is idle, not a
+/// slow head: it stays open past `request_header_timeout` (a scraper that
+/// reuses its connection every few seconds keeps it), and the next
+/// request on it is answered.
+#[test]
+fn s3_admin_keep_alive_outlives_the_head_timeout() {
+    let p = start_with("request_header_timeout = \"1s\"\nclient_idle_timeout = \"30s\"");
+    let mut s = TcpStream::connect(("127.0.0.1", p.admin)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(8))).unwrap();
+    for round in 0..2 {
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: admin\r\n\r\n")
+            .unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 512];
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = s.read(&mut buf).unwrap_or(0);
+            assert!(n > 0, "round {round}: closed before an answer");
+            got.extend_from_slice(&buf[..n]);
+        }
+        let head = String::from_utf8_lossy(&got);
+        assert!(head.starts_with("HTTP/1.1 200"), "round {round}: {head}");
+        // Idle for twice the head timeout between the two requests.
+        if round == 0 {
+            std::thread::sleep(Duration::from_millis(2200));
+        }
+    }
+}
+
 #[test]
 fn s2_healthcheck_exit_codes() {
     let p = start();

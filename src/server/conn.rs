@@ -10,10 +10,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use http::header::{HeaderValue, CONNECTION};
-use http::StatusCode;
+use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
-use hyper::service::{service_fn, HttpService, Service};
+use hyper::service::{service_fn, Service};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -161,11 +161,22 @@ fn http1_limits(server: &Server) -> Limits {
 /// under the same timeouts as the HTTPS listener's.
 pub async fn serve_plain<S>(tcp: TcpStream, server: &Server, svc: S, stop: watch::Receiver<bool>)
 where
-    S: HttpService<Incoming, ResBody = ProxyBody>,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S: Service<Request<Incoming>, Response = Response<ProxyBody>, Error = Infallible>,
 {
     let limits = http1_limits(server);
     let activity = Activity::new(&limits);
+    // Requests are counted as on the HTTPS listener, so the watchdog tells
+    // a keep-alive connection waiting for its next request (the idle
+    // timeout) from one sending a slow head (the head timeout).
+    let act = activity.clone();
+    let svc = service_fn(move |req| {
+        let busy = act.begin();
+        let answer = svc.call(req);
+        async move {
+            let resp = answer.await?;
+            Ok::<_, Infallible>(resp.map(|body| InFlight { body, _busy: busy }))
+        }
+    });
     let io = TokioIo::new(Tracked {
         inner: tcp,
         activity: activity.clone(),
