@@ -14,7 +14,11 @@ use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::EnvFilter;
 
+mod access;
 mod batch;
+
+/// Access lines written without `tracing`'s formatter (colours off).
+static DIRECT: std::sync::OnceLock<access::Direct> = std::sync::OnceLock::new();
 
 /// Keeps the log writer thread alive; dropping it writes what is pending.
 pub struct LogGuard(#[allow(dead_code)] batch::Guard);
@@ -30,6 +34,10 @@ pub fn init() -> LogGuard {
     // Colour only for a person at a terminal: a container runtime, journald
     // or a log shipper reading a pipe gets plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    if !ansi {
+        let lines = writer.clone();
+        let _ = DIRECT.set(access::Direct { lines, json });
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)
@@ -62,13 +70,26 @@ pub fn access_enabled() -> bool {
 pub fn access(line: AccessLine<'_>, counters: &crate::metrics::RequestCounters) {
     counters.inc(line.status);
     let duration_ms = line.duration.unwrap_or_default().as_secs_f64() * 1000.0;
+    let duration_ms = (duration_ms * 1000.0).round() / 1000.0;
+    match DIRECT.get() {
+        Some(direct) => {
+            if access_enabled() {
+                direct.write(&line, duration_ms);
+            }
+        }
+        None => access_event(&line, duration_ms),
+    }
+}
+
+/// The access line as a `tracing` event.
+fn access_event(line: &AccessLine<'_>, duration_ms: f64) {
     tracing::info!(
         target: "access",
         route = line.route,
         method = line.method,
         path = line.path,
         status = line.status.as_u16(),
-        duration_ms = (duration_ms * 1000.0).round() / 1000.0,
+        duration_ms,
         session = line.session,
         user = line.user,
     );
