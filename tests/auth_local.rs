@@ -632,12 +632,7 @@ async fn s2_sighup_reloads_the_users_file_and_keeps_it_when_the_new_one_is_inval
 
     let users = format!("{}{}", alice(), user("bob", "battery staple", ""));
     std::fs::write(proxy.path("users.toml"), &users).unwrap();
-    let skip = proxy.logs().len();
-    proxy.signal("HUP");
-    proxy
-        .wait_log_after(skip, 10, |v| v["message"] == "configuration reloaded")
-        .await
-        .expect("reloaded");
+    sighup_and_wait(&mut proxy).await;
     let mut b = Browser::new(&proxy);
     assert_eq!(
         sign_in(&mut b, "", "bob", "battery staple").await.status,
@@ -801,12 +796,7 @@ async fn one_cpu_runs_the_current_thread_scheduler_and_serves_everything() {
     let app = App::start("app").await;
     let cfg = local(&app, &alice(), "", "").env("TOKIO_WORKER_THREADS", "1");
     let mut proxy = TestProxy::start(&cfg).await;
-    let line = proxy
-        .wait_log(5, |v| v["message"] == "runtime started")
-        .await
-        .expect("a runtime line");
-    assert_eq!(line["scheduler"], "current-thread", "{line}");
-    assert_eq!(line["worker_threads"], 1, "{line}");
+    assert_runtime(&mut proxy, "current-thread", 1).await;
 
     let mut b = Browser::new(&proxy);
     let r = sign_in(&mut b, "", "alice", "correct horse").await;
@@ -828,21 +818,31 @@ async fn one_cpu_runs_the_current_thread_scheduler_and_serves_everything() {
         assert_eq!(r.echo().uri, path);
     }
 
+    sighup_and_wait(&mut proxy).await;
+    assert_eq!(proxy.get("/after").await.status, 200);
+
+    // Two CPUs (or the variable at 2): the multi-thread pool, two workers.
+    let mut two =
+        TestProxy::start(&local(&app, &alice(), "", "").env("TOKIO_WORKER_THREADS", "2")).await;
+    assert_runtime(&mut two, "multi-thread", 2).await;
+}
+
+/// SIGHUP, and the reload it makes logged.
+async fn sighup_and_wait(proxy: &mut TestProxy) {
     let skip = proxy.logs().len();
     proxy.signal("HUP");
     proxy
         .wait_log_after(skip, 10, |v| v["message"] == "configuration reloaded")
         .await
         .expect("reloaded");
-    assert_eq!(proxy.get("/after").await.status, 200);
+}
 
-    // Two CPUs (or the variable at 2): the multi-thread pool, two workers.
-    let mut two =
-        TestProxy::start(&local(&app, &alice(), "", "").env("TOKIO_WORKER_THREADS", "2")).await;
-    let line = two
+/// The start-up line names this scheduler and number of workers.
+async fn assert_runtime(proxy: &mut TestProxy, scheduler: &str, workers: u64) {
+    let line = proxy
         .wait_log(5, |v| v["message"] == "runtime started")
         .await
         .expect("a runtime line");
-    assert_eq!(line["scheduler"], "multi-thread", "{line}");
-    assert_eq!(line["worker_threads"], 2, "{line}");
+    assert_eq!(line["scheduler"], scheduler, "{line}");
+    assert_eq!(line["worker_threads"], workers, "{line}");
 }

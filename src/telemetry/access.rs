@@ -209,17 +209,25 @@ mod tests {
         }
     }
 
+    /// `GET /`, 200, no route, session or user.
+    fn get_root() -> AccessLine<'static> {
+        AccessLine {
+            route: None,
+            method: "GET",
+            path: "/",
+            status: http::StatusCode::OK,
+            duration: None,
+            session: None,
+            user: None,
+        }
+    }
+
     #[test]
     fn the_same_bytes_as_tracing_writes_in_both_formats() {
         let lines = [
             AccessLine {
                 route: Some("/"),
-                method: "GET",
-                path: "/",
-                status: http::StatusCode::OK,
-                duration: None,
-                session: None,
-                user: None,
+                ..get_root()
             },
             AccessLine {
                 route: None,
@@ -259,15 +267,7 @@ mod tests {
     fn the_stamp_is_the_seconds_of_now() {
         let (lines, _guard) = super::super::batch::start(Captured::default());
         let d = Direct { lines, json: false };
-        let line = AccessLine {
-            route: None,
-            method: "GET",
-            path: "/",
-            status: http::StatusCode::OK,
-            duration: None,
-            session: None,
-            user: None,
-        };
+        let line = get_root();
         let before = humantime::format_rfc3339_micros(SystemTime::now()).to_string();
         d.write(&line, 1.0);
         let after = humantime::format_rfc3339_micros(SystemTime::now()).to_string();
