@@ -249,13 +249,34 @@ impl TestProxy {
         line["addr"].as_str().unwrap().parse().unwrap()
     }
 
-    /// Every stdout line so far that is a JSON object.
+    /// Every stdout line so far that is a JSON object. cloakroom writes its
+    /// log in batches, a line up to about 10 ms after it is logged (README
+    /// "Logs"), so this first waits for stdout to settle: no new line for
+    /// 30 ms (at most 1 s, for a proxy that logs without pause). A line
+    /// logged before the call is then in.
     pub fn logs(&self) -> Vec<Value> {
+        self.settle_stdout();
         let lines = self.stdout.lock().unwrap();
         lines
             .iter()
             .filter_map(|l| serde_json::from_str(l).ok())
             .collect()
+    }
+
+    fn settle_stdout(&self) {
+        let started = std::time::Instant::now();
+        let mut seen = self.stdout.lock().unwrap().len();
+        let mut quiet_since = started;
+        while started.elapsed() < Duration::from_secs(1) {
+            std::thread::sleep(Duration::from_millis(5));
+            let now = self.stdout.lock().unwrap().len();
+            if now != seen {
+                seen = now;
+                quiet_since = std::time::Instant::now();
+            } else if quiet_since.elapsed() >= Duration::from_millis(30) {
+                return;
+            }
+        }
     }
 
     /// The access-log lines so far.
