@@ -64,11 +64,14 @@ pub struct Guard {
 pub fn start<W: Write + Send + 'static>(out: W) -> (Lines, Guard) {
     let shared = Arc::new(Shared::default());
     let writer = shared.clone();
+    // Without its writer every logging thread would wait at [`CAP`] for
+    // good: a process that cannot start one thread does not start at all.
     let thread = std::thread::Builder::new()
         .name("cloakroom-log".into())
         .spawn(move || write_batches(&writer, out))
-        .ok();
+        .expect("cannot start the log writer thread");
     let lines = Lines(shared.clone());
+    let thread = Some(thread);
     (lines, Guard { shared, thread })
 }
 
@@ -124,6 +127,11 @@ impl Write for Sink<'_> {
         let mut pending = self.0.lock();
         while pending.bytes.len() >= CAP && !pending.closed {
             pending = self.0.room.wait(pending).unwrap_or_else(|e| e.into_inner());
+        }
+        // Closed: the writer is gone or going, and nothing would bound the
+        // buffer; a line logged this late is dropped.
+        if pending.closed {
+            return Ok(line.len());
         }
         let before = pending.bytes.len();
         pending.bytes.extend_from_slice(line);
