@@ -23,7 +23,14 @@ use crate::wire::{headers, origin};
 
 /// Rewrites the client's request into the upstream request, in place (a
 /// request is a few hundred bytes: every move is a copy).
-pub fn build(ctx: &Ctx<'_>, route: &Route, req: &mut Request<Incoming>) -> Result<(), ProxyError> {
+/// `target` is the client's request target, taken out of `req` before the
+/// pipeline began.
+pub fn build(
+    ctx: &Ctx<'_>,
+    route: &Route,
+    target: &Uri,
+    req: &mut Request<Incoming>,
+) -> Result<(), ProxyError> {
     let state = ctx.state;
     let h = req.headers_mut();
     // Removals: what the client sent that must not travel.
@@ -100,14 +107,25 @@ pub fn build(ctx: &Ctx<'_>, route: &Route, req: &mut Request<Incoming>) -> Resul
         h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     }
-    *req.uri_mut() = upstream_uri(&ctx.path, ctx.query)?;
+    *req.uri_mut() = upstream_uri(&ctx.path, ctx.query, target)?;
     *req.version_mut() = Version::HTTP_11;
     Ok(())
 }
 
 /// Origin-form (`/path?query`): the request goes to the upstream
-/// connection as written here, and `Host` carries the authority.
-fn upstream_uri(path: &str, query: Option<&str>) -> Result<Uri, ProxyError> {
+/// connection as written here, and `Host` carries the authority. When
+/// normalising changed nothing (`path` still points into the client's
+/// target) and no fragment was dropped, that is the client's own target,
+/// shared rather than written and parsed again.
+fn upstream_uri(path: &str, query: Option<&str>, client: &Uri) -> Result<Uri, ProxyError> {
+    if let Some(pq) = client.path_and_query() {
+        let target = pq.as_str();
+        if std::ptr::eq(target.as_ptr(), path.as_ptr())
+            && target.len() == path.len() + query.map_or(0, |q| q.len() + 1)
+        {
+            return Ok(Uri::from(pq.clone()));
+        }
+    }
     let pq = match query {
         Some(q) => PathAndQuery::try_from(format!("{path}?{q}")),
         None => PathAndQuery::try_from(path),
@@ -131,4 +149,34 @@ pub async fn send(
         .await;
     state.upstream_timers[route.index].observe(sent.elapsed().as_secs_f64());
     Ok(resp?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::path;
+
+    /// What the upstream is sent for `target`, as the pipeline derives it.
+    fn forwarded(target: &str) -> String {
+        let uri: Uri = target.parse().unwrap();
+        let (raw, query) = path::split_target(uri.path_and_query().unwrap().as_str());
+        let p = path::normalise(raw).unwrap();
+        upstream_uri(&p, query, &uri).unwrap().to_string()
+    }
+
+    #[test]
+    fn the_upstream_target_is_the_normalised_path_and_the_query() {
+        for (target, want) in [
+            ("/a/b", "/a/b"),
+            ("/a?x=1&y", "/a?x=1&y"),
+            ("/a?", "/a?"),
+            ("/a?b?c", "/a?b?c"),
+            ("/a//b/../c?q", "/a/c?q"),
+            ("/a/./b", "/a/b"),
+            ("/a#frag", "/a"),
+            ("/a?x#frag", "/a?x"),
+        ] {
+            assert_eq!(forwarded(target), want, "{target}");
+        }
+    }
 }

@@ -269,7 +269,7 @@ async fn serve<'a>(
     let cross_site = cfg.auth.provider == Provider::Form
         && ctx.method == Method::POST
         && csrf(&cfg.csrf, &ctx.method, req.headers(), ctx.host()).is_err();
-    forward::build(ctx, route, &mut req)?;
+    forward::build(ctx, route, uri, &mut req)?;
     // The app's own login form is looked into on its way (SPEC §8.4a).
     let (req, form_user) = crate::auth::form::read_login(
         &cfg.auth,

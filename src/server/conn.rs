@@ -1,6 +1,7 @@
 //! One client connection: TLS handshake (bounded by `request_header_timeout`),
-//! then HTTP/2 when ALPN chose `h2` (behind [`super::h2guard`]), else
-//! HTTP/1.1 with upgrades (behind [`super::h1guard`]), run under
+//! then HTTP/2 when ALPN chose `h2` (behind [`super::h2guard`], its
+//! streams run by [`super::streams`]), else HTTP/1.1 with upgrades (behind
+//! [`super::h1guard`]), run under
 //! [`super::supervise`] (idle and request-head timeouts, graceful stop).
 
 use std::convert::Infallible;
@@ -14,7 +15,7 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper::service::{service_fn, Service};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
@@ -22,6 +23,7 @@ use tokio_rustls::TlsAcceptor;
 use super::admission::Ticket;
 use super::h1guard::{self, H1Guard};
 use super::h2guard::H2Guard;
+use super::streams::{StreamExec, WithStreams};
 use super::supervise::{drive, Activity, Graceful, InFlight, Limits, Tracked};
 use super::Drain;
 use crate::config::Server;
@@ -107,13 +109,15 @@ pub(super) async fn serve_tls(
             inner: H2Guard::new(tls),
             activity: activity.clone(),
         });
-        // hyper spawns a task per stream holding the service's future and
-        // moves that future by value on the way (into its stream state, into
-        // tokio's task cell) and again when the stream's state changes: boxed,
+        // hyper wraps the service's future in a stream and moves it by value
+        // on the way (into its stream state, to the executor, into the
+        // executor's box) and again when the stream's state changes: boxed,
         // each move copies a pointer, not the pipeline's few kilobytes.
         // HTTP/1 polls its future in place and keeps it unboxed.
         let svc = service_fn(move |req| Box::pin(svc.call(req)));
-        let conn = http2_builder(&server).serve_connection(io, svc);
+        let exec = StreamExec::new();
+        let conn = http2_builder(&server, exec.clone()).serve_connection(io, svc);
+        let conn = WithStreams::new(conn, exec);
         drive(conn, activity, limits, stop).await;
     } else {
         let guard = H1Guard::new(tls, server.max_request_header_bytes, activity.clone());
@@ -185,8 +189,8 @@ where
     drive(conn, activity, limits, stop).await;
 }
 
-fn http2_builder(server: &Server) -> http2::Builder<TokioExecutor> {
-    let mut b = http2::Builder::new(TokioExecutor::new());
+fn http2_builder<E: Clone>(server: &Server, exec: E) -> http2::Builder<E> {
+    let mut b = http2::Builder::new(exec);
     b.timer(TokioTimer::new())
         .max_header_list_size(server.max_request_header_bytes as u32)
         .max_concurrent_streams(256)

@@ -11,6 +11,7 @@ mod drain;
 pub(crate) mod h1guard;
 mod h2guard;
 mod redirect;
+mod streams;
 mod supervise;
 pub mod trim;
 

@@ -33,6 +33,9 @@ const MAX_HEAD_BYTES: usize = 8192 + 4096 * 100;
 const MAX_LINE: usize = 4096;
 /// Trailers are read and dropped, up to this much in all.
 const MAX_TRAILERS: usize = 16 * 1024;
+/// A response head up to this size is copied once, and its header values
+/// are slices of that copy.
+const SHARE_HEAD_BELOW: usize = 4096;
 /// Bytes asked of the socket per read.
 const READ_SIZE: usize = 8192;
 /// Body chunks below this are copied out, larger ones split off the buffer
@@ -190,12 +193,23 @@ fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, H1Error> {
         Some(1) => Version::HTTP_11,
         _ => Version::HTTP_10,
     };
+    // A usual head is copied once and its values share that copy (one
+    // allocation, not one per value); a large one is copied value by value,
+    // so a value kept for long (in an HTTP/2 connection's HPACK table, say)
+    // holds only its own bytes.
+    let shared = (len <= SHARE_HEAD_BELOW).then(|| Bytes::copy_from_slice(&buf[..len]));
     let mut headers = HeaderMap::with_capacity(resp.headers.len());
     for h in resp.headers.iter() {
         let name = HeaderName::from_bytes(h.name.as_bytes())
             .map_err(|_| H1Error::Invalid("bad header name"))?;
-        let value =
-            HeaderValue::from_bytes(h.value).map_err(|_| H1Error::Invalid("bad header value"))?;
+        let value = match &shared {
+            Some(head) => {
+                let start = h.value.as_ptr() as usize - buf.as_ptr() as usize;
+                HeaderValue::from_maybe_shared(head.slice(start..start + h.value.len()))
+            }
+            None => HeaderValue::from_bytes(h.value),
+        }
+        .map_err(|_| H1Error::Invalid("bad header value"))?;
         headers.append(name, value);
     }
     Ok(Some((
@@ -716,5 +730,19 @@ mod tests {
         }
         let many: String = (0..=MAX_HEADERS).map(|i| format!("X-{i}: 1\r\n")).collect();
         assert!(parse_head(format!("HTTP/1.1 200 OK\r\n{many}\r\n").as_bytes()).is_err());
+    }
+    #[test]
+    fn values_are_the_same_from_a_shared_head_and_from_copies() {
+        let fields = "Server: x\r\nSet-Cookie: a=1; Path=/\r\nEmpty:\r\nX-Obs: caf\u{e9}\r\n";
+        let small = format!("HTTP/1.1 200 OK\r\n{fields}\r\n");
+        let pad = "p".repeat(SHARE_HEAD_BELOW);
+        let large = format!("HTTP/1.1 200 OK\r\n{fields}X-Pad: {pad}\r\n\r\n");
+        assert!(small.len() <= SHARE_HEAD_BELOW && large.len() > SHARE_HEAD_BELOW);
+        let (small, mut large) = (head(&small).headers, head(&large).headers);
+        assert_eq!(large.remove("x-pad").unwrap().len(), pad.len());
+        assert_eq!(small, large);
+        assert_eq!(small["set-cookie"], "a=1; Path=/");
+        assert_eq!(small["empty"], "");
+        assert_eq!(small["x-obs"].as_bytes(), "caf\u{e9}".as_bytes());
     }
 }
