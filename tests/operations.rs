@@ -129,6 +129,13 @@ async fn s11_metrics_pass_promtool_lint_after_traffic() {
     ] {
         assert!(sample(&metrics, series) >= 1.0, "{series}");
     }
+    // Both proxied requests timed their upstream.
+    let timed: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("cloakroom_upstream_duration_seconds_count{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(timed, 2.0, "{metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

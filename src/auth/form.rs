@@ -29,9 +29,12 @@
 //! ([`percent_decode_exact`]: a malformed escape or non-UTF-8 binds
 //! nothing). multipart bodies go through `multer` (RFC 7578).
 
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::future::Either;
 use http::{header, HeaderMap, Method, Request};
 use http_body::Body;
 use http_body_util::BodyExt;
@@ -77,22 +80,44 @@ pub enum FormError {
 /// `cross_site`: the form came from another site (the CSRF rule of SPEC
 /// §9.6 refuses its `Origin`); binding its user would log this browser in
 /// as whoever that site chose (login CSRF), so it is forwarded unread.
-pub async fn read_login(
-    auth: &Auth,
+///
+/// Any other request is answered at once, without a future of its own: a
+/// login form's read is boxed, so its state does not grow every request's.
+pub fn read_login<'a>(
+    auth: &'a Auth,
     method: &Method,
-    path: &str,
+    path: &'a str,
     cross_site: bool,
     read_limit: Duration,
     req: Request<Incoming>,
-) -> (Request<RequestBody>, Option<String>) {
+) -> LoginRead<'a> {
     let kind = (auth.provider == Provider::Form
         && method == Method::POST
         && under_any(&auth.login_paths, path))
     .then(|| form_kind(req.headers()))
     .flatten();
-    let Some(kind) = kind else {
-        return (req.map(RequestBody::Client), None);
-    };
+    match kind {
+        None => Either::Left(std::future::ready((req.map(RequestBody::Client), None))),
+        Some(kind) => Either::Right(Box::pin(read_form(
+            auth, path, cross_site, read_limit, kind, req,
+        ))),
+    }
+}
+
+/// What [`read_login`] gives: the request on its way upstream, and the user.
+pub type LoginRead<'a> = Either<
+    std::future::Ready<(Request<RequestBody>, Option<String>)>,
+    Pin<Box<dyn Future<Output = (Request<RequestBody>, Option<String>)> + Send + 'a>>,
+>;
+
+async fn read_form(
+    auth: &Auth,
+    path: &str,
+    cross_site: bool,
+    read_limit: Duration,
+    kind: FormKind,
+    req: Request<Incoming>,
+) -> (Request<RequestBody>, Option<String>) {
     if cross_site {
         unread("cross_site");
         tracing::info!(

@@ -8,7 +8,7 @@
 //! translated `Origin`/`Referer`, `Host`), so a `Connection` token can never
 //! remove what the proxy set.
 
-use std::time::Instant;
+use std::future::Future;
 
 use http::header::{self, HeaderValue};
 use http::uri::{PathAndQuery, Uri};
@@ -18,7 +18,7 @@ use hyper::body::Incoming;
 use super::{Ctx, ProxyError};
 use crate::config::{CookieMode, Route};
 use crate::session::cookies::{upstream_cookie, CookieCounts};
-use crate::upstream::{RequestBody, UpstreamBody};
+use crate::upstream::{RequestBody, UpstreamBody, UpstreamError};
 use crate::wire::{headers, origin};
 
 /// Rewrites the client's request into the upstream request, in place (a
@@ -134,21 +134,21 @@ fn upstream_uri(path: &str, query: Option<&str>, client: &Uri) -> Result<Uri, Pr
     Ok(Uri::from(pq))
 }
 
-/// Sends the upstream request on the route's pool and records how long the
-/// upstream took to answer.
-pub async fn send(
-    ctx: &Ctx<'_>,
-    route: &Route,
+/// Sends the upstream request on the route's pool, recording how long the
+/// upstream took to answer. The upstream's own future, not wrapped in
+/// another: a wrapper would hold it twice in every request's state.
+pub fn send<'a>(
+    ctx: &'a Ctx<'_>,
+    route: &'a Route,
     req: Request<RequestBody>,
-) -> Result<Response<UpstreamBody>, ProxyError> {
+) -> impl Future<Output = Result<Response<UpstreamBody>, UpstreamError>> + Send + 'a {
     let state = ctx.state;
-    let sent = Instant::now();
-    let resp = state
-        .upstream
-        .send(route.index, req, sent, &ctx.conn.upstream_timer)
-        .await;
-    state.upstream_timers[route.index].observe(sent.elapsed().as_secs_f64());
-    Ok(resp?)
+    state.upstream.send(
+        route.index,
+        req,
+        &ctx.conn.upstream_timer,
+        &state.upstream_timers[route.index],
+    )
 }
 
 #[cfg(test)]

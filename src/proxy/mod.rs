@@ -29,6 +29,7 @@ pub mod respond;
 pub mod upgrade;
 
 use std::borrow::Cow;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -160,131 +161,146 @@ impl<'a> Ctx<'a> {
 }
 
 /// Serves one client request; never fails (errors become responses).
-pub async fn handle(
-    shared: &Arc<Shared>,
-    conn: &ConnInfo,
+///
+/// This and [`serve`] are plain functions returning `async move` blocks:
+/// an `async fn` keeps its arguments twice in its state (as received and
+/// as locals), and the request is a few hundred bytes of every request's
+/// future (see `docs/performance.md`).
+#[allow(clippy::manual_async_fn)]
+pub fn handle<'a>(
+    shared: &'a Arc<Shared>,
+    conn: &'a ConnInfo,
     mut req: Request<Incoming>,
-) -> Response<ProxyBody> {
-    // The clock is read for the access line only when it is written.
-    let started = telemetry::access_enabled().then(Instant::now);
-    let state = shared.state();
-    // Taken, not cloned: the upstream request gets its own target.
-    let uri = std::mem::take(req.uri_mut());
-    let mut ctx = Ctx::new(shared, &state, conn, &req, &uri);
-    let mut resp = match serve(&mut ctx, req, &uri).await {
-        Ok(resp) => resp,
-        Err(e) => e.respond(ctx.route_name(), ctx.navigation),
-    };
-    respond::finish(&ctx, &mut resp);
-    let handle = telemetry::access_enabled()
-        .then(|| ctx.sess.handle())
-        .flatten();
-    let counters =
-        &state.request_counters[ctx.route.map_or(state.config.routes.len(), |r| r.index)];
-    telemetry::access(
-        telemetry::AccessLine {
-            route: ctx.route_name(),
-            method: ctx.method.as_str(),
-            path: &ctx.path,
-            status: resp.status(),
-            duration: started.map(|t| t.elapsed()),
-            session: handle.as_ref().map(|h| h.as_str()),
-            user: ctx.sess.user(),
-        },
-        counters,
-    );
-    resp
+) -> impl Future<Output = Response<ProxyBody>> + Send + 'a {
+    async move {
+        // The clock is read for the access line only when it is written.
+        let started = telemetry::access_enabled().then(Instant::now);
+        let state = shared.state();
+        // Taken, not cloned: the upstream request gets its own target.
+        let uri = std::mem::take(req.uri_mut());
+        let mut ctx = Ctx::new(shared, &state, conn, &req, &uri);
+        let mut resp = match serve(&mut ctx, req, &uri).await {
+            Ok(resp) => resp,
+            Err(e) => e.respond(ctx.route_name(), ctx.navigation),
+        };
+        respond::finish(&ctx, &mut resp);
+        let handle = telemetry::access_enabled()
+            .then(|| ctx.sess.handle())
+            .flatten();
+        let counters =
+            &state.request_counters[ctx.route.map_or(state.config.routes.len(), |r| r.index)];
+        telemetry::access(
+            telemetry::AccessLine {
+                route: ctx.route_name(),
+                method: ctx.method.as_str(),
+                path: &ctx.path,
+                status: resp.status(),
+                duration: started.map(|t| t.elapsed()),
+                session: handle.as_ref().map(|h| h.as_str()),
+                user: ctx.sess.user(),
+            },
+            counters,
+        );
+        resp
+    }
 }
 
-async fn serve<'a>(
-    ctx: &mut Ctx<'a>,
+#[allow(clippy::manual_async_fn)]
+fn serve<'a, 'c>(
+    ctx: &'c mut Ctx<'a>,
     mut req: Request<Incoming>,
     uri: &'a Uri,
-) -> Result<Response<ProxyBody>, ProxyError> {
-    let state = ctx.state;
-    let cfg = &state.config;
-    // 1. inspect
-    inspect::request(ctx, &req, uri)?;
-    // Behind a trusted proxy, the client it forwarded for (one comparison
-    // per trusted network otherwise); read once, by every phase after.
-    let trusted = &cfg.server.trusted_proxies;
-    ctx.client_ip = headers::forwarded_client(req.headers(), ctx.conn.peer.ip(), trusted);
+) -> impl Future<Output = Result<Response<ProxyBody>, ProxyError>> + Send + use<'a, 'c>
+where
+    'a: 'c,
+{
+    async move {
+        let state = ctx.state;
+        let cfg = &state.config;
+        // 1. inspect
+        inspect::request(ctx, &req, uri)?;
+        // Behind a trusted proxy, the client it forwarded for (one comparison
+        // per trusted network otherwise); read once, by every phase after.
+        let trusted = &cfg.server.trusted_proxies;
+        ctx.client_ip = headers::forwarded_client(req.headers(), ctx.conn.peer.ip(), trusted);
 
-    // 2. route
-    let reserved = path::prefix_matches("/.cloakroom", &ctx.path);
-    let route = match reserved {
-        true => None,
-        false => Some(
-            state
-                .routes
-                .select(ctx.host(), &ctx.path)
-                .ok_or(ProxyError::NoRoute)?,
-        ),
-    };
-    ctx.route = route;
-
-    // 3. session
-    let manager = &ctx.shared.sessions;
-    let scan = CookieScan::new(req.headers(), &cfg.session.cookie_name);
-    ctx.cookies = scan.counts();
-    let route_name = ctx.route_name();
-    ctx.sess =
-        SessionState::begin(manager, &cfg.session, &scan, route_name, &ctx.conn.verified).await?;
-    if reserved {
-        // Boxed: the proxy's own pages are rare, and their future would
-        // otherwise enlarge every proxied request's.
-        let host = ctx.host.to_str().unwrap_or("");
-        let own = crate::auth::OwnRequest {
-            path: &ctx.path,
-            query: ctx.query,
-            host,
-            client_ip: ctx.client_ip,
-            state,
+        // 2. route
+        let reserved = path::prefix_matches("/.cloakroom", &ctx.path);
+        let route = match reserved {
+            true => None,
+            false => Some(
+                state
+                    .routes
+                    .select(ctx.host(), &ctx.path)
+                    .ok_or(ProxyError::NoRoute)?,
+            ),
         };
-        let own = crate::auth::serve(ctx.shared, cfg, req, own, &mut ctx.sess);
-        return Box::pin(own).await;
+        ctx.route = route;
+
+        // 3. session
+        let manager = &ctx.shared.sessions;
+        let scan = CookieScan::new(req.headers(), &cfg.session.cookie_name);
+        ctx.cookies = scan.counts();
+        let route_name = ctx.route_name();
+        ctx.sess =
+            SessionState::begin(manager, &cfg.session, &scan, route_name, &ctx.conn.verified)
+                .await?;
+        if reserved {
+            // Boxed: the proxy's own pages are rare, and their future would
+            // otherwise enlarge every proxied request's.
+            let host = ctx.host.to_str().unwrap_or("");
+            let own = crate::auth::OwnRequest {
+                path: &ctx.path,
+                query: ctx.query,
+                host,
+                client_ip: ctx.client_ip,
+                state,
+            };
+            let own = crate::auth::serve(ctx.shared, cfg, req, own, &mut ctx.sess);
+            return Box::pin(own).await;
+        }
+        let route = route.expect("a request outside the reserved prefix has a route");
+
+        // 4. guard; an admitted request is activity of its session (a refused
+        // one, a forged cross-site POST say, must not keep a session alive).
+        guard::admit(ctx, route, req.headers())?;
+        if ctx.sess.live.is_some() {
+            let now = now_ms();
+            ctx.now = Some(now);
+            let passive = path::under_any(&cfg.session.passive_paths, &ctx.path);
+            ctx.sess.touch(manager, &cfg.session, now, passive).await?;
+        }
+
+        // 5. upstream request
+        ctx.user_agent = req.headers().get(http::header::USER_AGENT).cloned();
+        ctx.login_submission =
+            ctx.method == Method::POST || req.headers().contains_key(http::header::AUTHORIZATION);
+        // Only an upstream failure reads it, but the request is gone by then;
+        // a method compare and an `Accept` scan, no allocation.
+        ctx.navigation = headers::is_navigation(&ctx.method, req.headers());
+        let client_upgrade = ctx.websocket.then(|| hyper::upgrade::on(&mut req));
+        // Judged on the client's own `Origin`, before it is translated: a login
+        // form posted from another site binds nothing (login CSRF).
+        let cross_site = cfg.auth.provider == Provider::Form
+            && ctx.method == Method::POST
+            && csrf(&cfg.csrf, &ctx.method, req.headers(), ctx.host()).is_err();
+        forward::build(ctx, route, uri, &mut req)?;
+        // The app's own login form is looked into on its way (SPEC §8.4a).
+        let (req, form_user) = crate::auth::form::read_login(
+            &cfg.auth,
+            &ctx.method,
+            &ctx.path,
+            cross_site,
+            cfg.server.request_header_timeout,
+            req,
+        )
+        .await;
+        ctx.form_user = form_user;
+
+        // 6. send
+        let resp = forward::send(ctx, route, req).await?;
+
+        // 7. respond
+        respond::upstream(ctx, route, client_upgrade, resp).await
     }
-    let route = route.expect("a request outside the reserved prefix has a route");
-
-    // 4. guard; an admitted request is activity of its session (a refused
-    // one, a forged cross-site POST say, must not keep a session alive).
-    guard::admit(ctx, route, req.headers())?;
-    if ctx.sess.live.is_some() {
-        let now = now_ms();
-        ctx.now = Some(now);
-        let passive = path::under_any(&cfg.session.passive_paths, &ctx.path);
-        ctx.sess.touch(manager, &cfg.session, now, passive).await?;
-    }
-
-    // 5. upstream request
-    ctx.user_agent = req.headers().get(http::header::USER_AGENT).cloned();
-    ctx.login_submission =
-        ctx.method == Method::POST || req.headers().contains_key(http::header::AUTHORIZATION);
-    // Only an upstream failure reads it, but the request is gone by then;
-    // a method compare and an `Accept` scan, no allocation.
-    ctx.navigation = headers::is_navigation(&ctx.method, req.headers());
-    let client_upgrade = ctx.websocket.then(|| hyper::upgrade::on(&mut req));
-    // Judged on the client's own `Origin`, before it is translated: a login
-    // form posted from another site binds nothing (login CSRF).
-    let cross_site = cfg.auth.provider == Provider::Form
-        && ctx.method == Method::POST
-        && csrf(&cfg.csrf, &ctx.method, req.headers(), ctx.host()).is_err();
-    forward::build(ctx, route, uri, &mut req)?;
-    // The app's own login form is looked into on its way (SPEC §8.4a).
-    let (req, form_user) = crate::auth::form::read_login(
-        &cfg.auth,
-        &ctx.method,
-        &ctx.path,
-        cross_site,
-        cfg.server.request_header_timeout,
-        req,
-    )
-    .await;
-    ctx.form_user = form_user;
-
-    // 6. send
-    let resp = forward::send(ctx, route, req).await?;
-
-    // 7. respond
-    respond::upstream(ctx, route, client_upgrade, resp).await
 }

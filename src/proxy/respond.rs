@@ -39,7 +39,9 @@ pub async fn upstream(
             user_agent: ctx.user_agent.as_ref(),
             now: ctx.now.unwrap_or_else(now_ms),
         };
-        exchange.capture(&mut ctx.sess, resp.headers_mut()).await?;
+        // Boxed: most responses carry no session effect, and the capture's
+        // state would otherwise grow every request's future.
+        Box::pin(exchange.capture(&mut ctx.sess, resp.headers_mut())).await?;
     }
     let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
     if switching {

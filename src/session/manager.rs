@@ -79,7 +79,9 @@ impl<S: SessionStore + 'static> Manager<S> {
             };
             let now = now_ms();
             if let Some(why) = session.ended(cfg, now) {
-                if self.store.delete(&key).await? {
+                // Boxed, as below: a rare path whose store future would
+                // otherwise grow every request's state.
+                if Box::pin(self.store.delete(&key)).await? {
                     crate::metrics::get().sessions_active.dec();
                 }
                 let event = match why {
@@ -163,8 +165,9 @@ impl<S: SessionStore + 'static> Manager<S> {
         let session = Arc::make_mut(&mut found.session);
         session.last_seen = now;
         session.expires_at = session.deadline(cfg);
-        self.store
-            .touch(&found.key, now, found.session.expires_at)
+        // Boxed: due once per `touch_interval`, and the store's future
+        // (Redis's is about a kilobyte) is part of every request's state.
+        Box::pin(self.store.touch(&found.key, now, found.session.expires_at))
             .await
             .map(drop)
     }

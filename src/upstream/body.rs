@@ -24,8 +24,10 @@ use super::BodyError;
 pub enum RequestBody {
     /// The client's body, streamed as it arrives.
     Client(Incoming),
-    /// Frames already read, then the rest of the client's body.
-    Replay(Replay),
+    /// Frames already read, then the rest of the client's body (boxed: only
+    /// a login form is replayed, and the upstream request is moved through
+    /// every request's pipeline).
+    Replay(Box<Replay>),
 }
 
 /// Frames read ahead, replayed before the unread rest.
@@ -49,12 +51,12 @@ impl RequestBody {
         error: Option<hyper::Error>,
         rest: Option<Incoming>,
     ) -> RequestBody {
-        RequestBody::Replay(Replay {
+        RequestBody::Replay(Box::new(Replay {
             data: data.into_iter().filter(|b| !b.is_empty()).collect(),
             trailers,
             error,
             rest,
-        })
+        }))
     }
 }
 

@@ -15,6 +15,7 @@
 //! warns about one that does not accept connections.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
@@ -131,42 +132,59 @@ impl Upstream {
     }
 
     /// Sends a request to route `route`'s upstream; the response timeout
-    /// covers connecting and the response head, counted from `sent`, on a
-    /// timer from `timers`.
-    pub async fn send(
-        &self,
+    /// covers connecting and the response head, on a timer from `timers`,
+    /// and the time to the head (or the failure) goes to `latency`.
+    ///
+    /// A plain `fn` returning an `async move` block, not an `async fn`: an
+    /// `async fn` keeps its arguments twice in its state (as it received
+    /// them and as locals), and this state is part of every request's
+    /// future. The request lives here once; the lean exchange borrows it.
+    #[allow(clippy::manual_async_fn)]
+    pub fn send<'a>(
+        &'a self,
         route: usize,
         req: Request<RequestBody>,
-        sent: Instant,
-        timers: &TimerSlot,
-    ) -> Result<Response<UpstreamBody>, UpstreamError> {
-        let pool = &self.pools[route];
-        let mut timer = timers.take(tokio::time::Instant::from_std(sent) + self.response_timeout);
-        // Upgrades carry `Upgrade` after forwarding; bodies need hyper's
-        // concurrent write and read; a non-idempotent request must not be
-        // sent twice, and only hyper knows whether an idle connection had
-        // closed before it sent.
-        let lean = req.method().is_idempotent()
-            && req.body().is_end_stream()
-            && !req.headers().contains_key(http::header::UPGRADE);
-        let result = tokio::select! {
-            biased;
-            r = async {
-                match lean {
-                    true => self.lean_exchange(pool, req).await,
-                    false => self.exchange(pool, req).await,
+        timers: &'a TimerSlot,
+        latency: &'a prometheus::Histogram,
+    ) -> impl Future<Output = Result<Response<UpstreamBody>, UpstreamError>> + Send + 'a {
+        async move {
+            let sent = Instant::now();
+            let pool = &self.pools[route];
+            let mut timer =
+                timers.take(tokio::time::Instant::from_std(sent) + self.response_timeout);
+            let timeout = UpstreamError::ResponseTimeout(self.response_timeout);
+            // Upgrades carry `Upgrade` after forwarding; bodies need hyper's
+            // concurrent write and read; a non-idempotent request must not
+            // be sent twice, and only hyper knows whether an idle connection
+            // had closed before it sent.
+            let lean = req.method().is_idempotent()
+                && req.body().is_end_stream()
+                && !req.headers().contains_key(http::header::UPGRADE);
+            let result = if lean {
+                tokio::select! {
+                    biased;
+                    r = self.lean_exchange(pool, &req) => r,
+                    () = timer.as_mut() => Err(timeout),
                 }
-            } => r,
-            () = timer.as_mut() => Err(UpstreamError::ResponseTimeout(self.response_timeout)),
-        };
-        timers.put(timer);
-        result
+            } else {
+                // Boxed: hyper's exchange is the rarer path (bodies,
+                // upgrades), and its state would grow every request's.
+                tokio::select! {
+                    biased;
+                    r = Box::pin(self.exchange(pool, req)) => r,
+                    () = timer.as_mut() => Err(timeout),
+                }
+            };
+            timers.put(timer);
+            latency.observe(sent.elapsed().as_secs_f64());
+            result
+        }
     }
 
     async fn lean_exchange(
         &self,
         pool: &Arc<Pool>,
-        req: Request<RequestBody>,
+        req: &Request<RequestBody>,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
         let mut retried = false;
         loop {
@@ -178,7 +196,7 @@ impl Upstream {
                     false,
                 ),
             };
-            match h1::exchange(conn, &req).await {
+            match h1::exchange(conn, req).await {
                 Ok(x) => {
                     let mut resp = Response::new(UpstreamBody {
                         inner: Inner::Lean(x.body),
