@@ -9,6 +9,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 
 use http::header::{HeaderValue, CONNECTION};
 use http::{Request, Response, StatusCode};
@@ -24,7 +25,7 @@ use super::admission::Ticket;
 use super::h1guard::{self, H1Guard};
 use super::h2guard::H2Guard;
 use super::streams::{StreamExec, WithStreams};
-use super::supervise::{drive, Activity, Graceful, InFlight, Limits, Tracked};
+use super::supervise::{drive, Activity, Busy, Graceful, InFlight, Limits, Tracked};
 use super::Drain;
 use crate::config::Server;
 use crate::net::SendLone;
@@ -82,26 +83,10 @@ pub(super) async fn serve_tls(
     ticket.attach(&activity);
     let info = Arc::new(ConnInfo::new(peer));
     let act = activity.clone();
-    let svc = service_fn(move |req| {
-        let shared = shared.clone();
-        let act = act.clone();
-        let info = info.clone();
-        async move {
-            let busy = act.begin();
-            let mut resp = proxy::handle(&shared, &info, req).await;
-            // The body ended in the guard's refusal: no response has started.
-            if act.body_refused() {
-                resp = h1guard::refused_response();
-            }
-            // Told to finish (stopping, or room made at the connection cap):
-            // an HTTP/1.1 client learns it from this response, and hyper
-            // closes after it.
-            if !h2 && act.finishing() && resp.status() != StatusCode::SWITCHING_PROTOCOLS {
-                resp.headers_mut()
-                    .insert(CONNECTION, HeaderValue::from_static("close"));
-            }
-            Ok::<_, Infallible>(resp.map(|body| InFlight { body, _busy: busy }))
-        }
+    let svc = service_fn(move |req| Served {
+        busy: Some(act.begin()),
+        answer: proxy::handle(shared.clone(), info.clone(), req),
+        h2,
     });
     let stop = drain.subscribe();
     if h2 {
@@ -129,6 +114,41 @@ pub(super) async fn serve_tls(
             .serve_connection(io, svc)
             .with_upgrades();
         drive(conn, activity, limits, stop).await;
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// One request on a client connection: the pipeline's answer, then what
+    /// the connection adds to it. A struct rather than an `async` block
+    /// around the pipeline's future, which would hold the request twice.
+    struct Served<F> {
+        #[pin]
+        answer: F,
+        busy: Option<Busy>,
+        h2: bool,
+    }
+}
+
+impl<F: Future<Output = Response<ProxyBody>>> Future for Served<F> {
+    type Output = Result<Response<InFlight>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut resp = ready!(this.answer.poll(cx));
+        let busy = this.busy.take().expect("a request is answered once");
+        let act = busy.activity();
+        // The body ended in the guard's refusal: no response has started.
+        if act.body_refused() {
+            resp = h1guard::refused_response();
+        }
+        // Told to finish (stopping, or room made at the connection cap): an
+        // HTTP/1.1 client learns it from this response, and hyper closes
+        // after it.
+        if !*this.h2 && act.finishing() && resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+            resp.headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+        }
+        Poll::Ready(Ok(resp.map(|body| InFlight { body, _busy: busy })))
     }
 }
 

@@ -185,6 +185,13 @@ impl Activity {
 /// A request in flight; dropped when its response body has ended.
 pub(super) struct Busy(Arc<Activity>);
 
+impl Busy {
+    /// The connection this request is on.
+    pub(super) fn activity(&self) -> &Activity {
+        &self.0
+    }
+}
+
 impl Drop for Busy {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
