@@ -24,6 +24,8 @@ use std::time::Duration;
 use serde_json::Value;
 use tempfile::TempDir;
 
+pub use redis::free_port;
+
 pub use body::{empty, full, Body, Repeat};
 pub use client::*;
 pub use upstream::{read_request_path, Echo, Upstream};

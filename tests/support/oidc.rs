@@ -30,15 +30,7 @@ fn module() -> PathBuf {
     m
 }
 
-/// A loopback port that was free a moment ago (the provider must know the
-/// proxy's redirect URI before the proxy starts).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use super::free_port;
 
 /// The provider process; killed on drop.
 pub struct Op {

@@ -200,14 +200,7 @@ fn require_app_modules(modules: &[&str], what: &str) {
     );
 }
 
-/// A free port: bind :0, note it, release it for the app (which cannot be
-/// handed a socket).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap()
-        .port()
-}
+use super::free_port;
 
 /// Runs `python ARGS…` in `dir` to completion within [`SETUP_TIMEOUT`],
 /// its output into `setup.log` there.

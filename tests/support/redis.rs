@@ -6,20 +6,17 @@
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-/// A port nobody listens on now (the OS's choice for port 0).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+// Also compiled alone (`tests/store_conformance.rs`), so the port helper
+// comes with it.
+#[path = "port.rs"]
+mod port;
+pub use port::free_port;
 
 /// True when `redis-server` answers PING on `port` within `within`.
 pub fn answers(port: u16, within: Duration) -> bool {
