@@ -22,6 +22,7 @@ use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures_util::future::Either;
 use http::{Request, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
@@ -160,20 +161,16 @@ impl Upstream {
             let lean = req.method().is_idempotent()
                 && req.body().is_end_stream()
                 && !req.headers().contains_key(http::header::UPGRADE);
-            let result = if lean {
-                tokio::select! {
-                    biased;
-                    r = self.lean_exchange(pool, &req) => r,
-                    () = timer.as_mut() => Err(timeout),
-                }
-            } else {
+            let exchange = match lean {
+                true => Either::Left(self.lean_exchange(pool, &req)),
                 // Boxed: hyper's exchange is the rarer path (bodies,
                 // upgrades), and its state would grow every request's.
-                tokio::select! {
-                    biased;
-                    r = Box::pin(self.exchange(pool, req)) => r,
-                    () = timer.as_mut() => Err(timeout),
-                }
+                false => Either::Right(Box::pin(self.exchange(pool, req))),
+            };
+            let result = tokio::select! {
+                biased;
+                r = exchange => r,
+                () = timer.as_mut() => Err(timeout),
             };
             timers.put(timer);
             latency.observe(sent.elapsed().as_secs_f64());

@@ -24,6 +24,8 @@ use std::time::Duration;
 use serde_json::Value;
 use tempfile::TempDir;
 
+// One port helper per process (its counter must not be duplicated): it
+// lives with `redis`, which `tests/store_conformance.rs` also compiles alone.
 pub use redis::free_port;
 
 pub use body::{empty, full, Body, Repeat};
