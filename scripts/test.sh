@@ -93,3 +93,11 @@ for banned in aws-lc-sys openssl-sys; do
 done
 echo "== cargo test"
 cargo test --all-targets
+# On one CPU the binary runs tokio's current-thread runtime, where HTTP/2
+# streams run on their connection's task (src/server/http2.rs); the run
+# above, on this machine's cores, has a task per stream. The HTTP/2 tests
+# again, with the binary on one worker.
+echo "== HTTP/2 tests with one worker (TOKIO_WORKER_THREADS=1)"
+TOKIO_WORKER_THREADS=1 cargo test --test proxy_core --test h2_floods --test limits \
+  --test reload_shutdown --test http_semantics --test forwarding \
+  --test redirects_origin --test sessions_jar

@@ -195,6 +195,91 @@ async fn s9_1_bodies_stream_both_ways_in_bounded_memory() {
     assert!(peak < RSS_LIMIT_KIB, "peak RSS after download {peak} KiB");
 }
 
+/// HTTP/2 streams on one connection, each way past the flow-control
+/// windows, beside a download the client abandons part-way: every byte
+/// arrives, memory stays bounded and the connection goes on serving. Run
+/// with one worker (streams on their connection's task, as on one CPU) and
+/// with two (a task per stream).
+async fn h2_bodies_stream_both_ways(workers: &str) {
+    const LEN: u64 = 128 * 1024 * 1024;
+    let up = Upstream::start("app").await;
+    let config = ProxyConfig::new()
+        .route(&up.url(), "")
+        .env("TOKIO_WORKER_THREADS", workers);
+    let proxy = TestProxy::start(&config).await;
+    let h2 = proxy.h2().await;
+    let origin = proxy.origin();
+
+    let mut abandoning = h2.clone();
+    let abandoned = async move {
+        let req = Request::get(format!("{origin}/download?bytes={LEN}"))
+            .body(empty())
+            .unwrap();
+        abandoning.ready().await.unwrap();
+        let mut body = abandoning.send_request(req).await.unwrap().into_body();
+        let mut got = 0u64;
+        while got < LEN / 16 {
+            let frame = body.frame().await.unwrap().unwrap();
+            got += frame.data_ref().map_or(0, |d| d.len() as u64);
+        }
+        // Dropped here: the client resets the stream.
+    };
+    let mut uploading = h2.clone();
+    let origin = proxy.origin();
+    let upload = async move {
+        let req = Request::post(format!("{origin}/count"))
+            .body(Repeat::body(LEN))
+            .unwrap();
+        send2(&mut uploading, req).await
+    };
+    let mut downloading = h2.clone();
+    let origin = proxy.origin();
+    let download = async move {
+        let req = Request::get(format!("{origin}/download?bytes={LEN}"))
+            .body(empty())
+            .unwrap();
+        downloading.ready().await.unwrap();
+        let mut body = downloading.send_request(req).await.unwrap().into_body();
+        let mut got = 0u64;
+        while let Some(frame) = body.frame().await {
+            got += frame.unwrap().data_ref().map_or(0, |d| d.len() as u64);
+        }
+        got
+    };
+    let (uploaded, downloaded, ()) = within(120, "h2 bodies both ways", async {
+        tokio::join!(upload, download, abandoned)
+    })
+    .await;
+    assert_eq!(uploaded.status, StatusCode::OK);
+    assert_eq!(
+        uploaded.text(),
+        LEN.to_string(),
+        "the upstream got every byte"
+    );
+    assert_eq!(downloaded, LEN, "the client got every byte");
+    let peak = proxy.memory_kib("VmHWM");
+    assert!(peak < RSS_LIMIT_KIB, "peak RSS {peak} KiB");
+    let mut h2 = h2;
+    let r = send2(
+        &mut h2,
+        Request::get(format!("{}/after", proxy.origin()))
+            .body(empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "the connection still serves");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s9_1_h2_bodies_stream_both_ways_on_one_worker() {
+    h2_bodies_stream_both_ways("1").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s9_1_h2_bodies_stream_both_ways_on_two_workers() {
+    h2_bodies_stream_both_ways("2").await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s9_3_websocket_is_tunnelled() {
     let up = Upstream::start("app").await;

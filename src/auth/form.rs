@@ -38,12 +38,12 @@ use futures_util::future::Either;
 use http::{header, HeaderMap, Method, Request};
 use http_body::Body;
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use tokio::sync::Semaphore;
 use zeroize::Zeroizing;
 
 use crate::config::{Auth, Provider};
 use crate::upstream::RequestBody;
+use crate::wire::body::ClientBody;
 use crate::wire::path::under_any;
 use crate::wire::percent::percent_decode_exact;
 
@@ -89,7 +89,7 @@ pub fn read_login<'a>(
     path: &'a str,
     cross_site: bool,
     read_limit: Duration,
-    req: Request<Incoming>,
+    req: Request<ClientBody>,
 ) -> LoginRead<'a> {
     let kind = (auth.provider == Provider::Form
         && method == Method::POST
@@ -116,7 +116,7 @@ async fn read_form(
     cross_site: bool,
     read_limit: Duration,
     kind: FormKind,
-    req: Request<Incoming>,
+    req: Request<ClientBody>,
 ) -> (Request<RequestBody>, Option<String>) {
     if cross_site {
         unread("cross_site");
@@ -219,20 +219,20 @@ enum End {
     Complete,
     OverLimit,
     TimedOut,
-    Failed(hyper::Error),
+    Failed(crate::wire::body::ClientBodyError),
 }
 
 struct Read {
     data: Vec<Bytes>,
     len: usize,
     trailers: Option<http::HeaderMap>,
-    rest: Incoming,
+    rest: ClientBody,
     end: End,
 }
 
 /// Reads frames until the body ends, passes `limit` bytes, fails, or
 /// `time_limit` has passed.
-async fn read_bounded(mut body: Incoming, limit: usize, time_limit: Duration) -> Read {
+async fn read_bounded(mut body: ClientBody, limit: usize, time_limit: Duration) -> Read {
     let deadline = tokio::time::Instant::now() + time_limit;
     let mut data = Vec::new();
     let mut len = 0usize;

@@ -26,7 +26,6 @@ use base64::Engine;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 use ring::rand::{SecureRandom, SystemRandom};
 
 use super::page::{self, Form};
@@ -41,6 +40,7 @@ use crate::session::request::NewSession;
 use crate::session::{now_ms, Identity, Session, SessionState};
 use crate::state::Shared;
 use crate::throttle::Limits;
+use crate::wire::body::ClientBody;
 
 /// The form's CSRF cookie. `__Host-`: Secure, `Path=/`, no `Domain`, so a
 /// sibling subdomain cannot plant one.
@@ -121,7 +121,7 @@ impl Attempt<'_> {
     /// token, then the attempt.
     pub async fn submit(
         &self,
-        req: Request<Incoming>,
+        req: Request<ClientBody>,
         sess: &mut SessionState,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let cfg = self.config;
@@ -250,7 +250,7 @@ pub fn query_value(query: Option<&str>, name: &str) -> Option<String> {
 /// [`MAX_FORM_BYTES`] within `timeout`.
 async fn read_form(
     headers: &HeaderMap,
-    body: Incoming,
+    body: ClientBody,
     timeout: Duration,
 ) -> Result<Submitted, ProxyError> {
     let form_type = headers

@@ -17,13 +17,13 @@ mod page;
 use std::net::IpAddr;
 
 use http::{Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
 
 use crate::config::{Config, Provider};
 use crate::identity::assertion::Assertion;
 use crate::reply::{json, no_content, redirect, ProxyBody, ProxyError};
 use crate::session::{Manager, SessionState};
 use crate::state::{Shared, State};
+use crate::wire::body::ClientBody;
 use crate::wire::headers::accepts_html;
 use crate::wire::percent::{percent_decode, percent_encode};
 
@@ -44,7 +44,7 @@ pub struct OwnRequest<'a> {
 pub(crate) struct Own<'a, S> {
     pub manager: &'a Manager<S>,
     pub state: &'a State,
-    pub req: &'a Request<Incoming>,
+    pub req: &'a Request<ClientBody>,
     pub query: Option<&'a str>,
     /// The validated host the client asked for.
     pub host: &'a str,
@@ -54,7 +54,7 @@ pub(crate) struct Own<'a, S> {
 pub async fn serve(
     shared: &Shared,
     config: &Config,
-    req: Request<Incoming>,
+    req: Request<ClientBody>,
     own: OwnRequest<'_>,
     sess: &mut SessionState,
 ) -> Result<Response<ProxyBody>, ProxyError> {

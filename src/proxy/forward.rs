@@ -13,12 +13,12 @@ use std::future::Future;
 use http::header::{self, HeaderValue};
 use http::uri::{PathAndQuery, Uri};
 use http::{Request, Response, Version};
-use hyper::body::Incoming;
 
 use super::{Ctx, ProxyError};
 use crate::config::{CookieMode, Route};
 use crate::session::cookies::{upstream_cookie, CookieCounts};
 use crate::upstream::{RequestBody, UpstreamBody, UpstreamError};
+use crate::wire::body::ClientBody;
 use crate::wire::{headers, origin};
 
 /// Rewrites the client's request into the upstream request, in place (a
@@ -29,7 +29,7 @@ pub fn build(
     ctx: &Ctx<'_>,
     route: &Route,
     target: &Uri,
-    req: &mut Request<Incoming>,
+    req: &mut Request<ClientBody>,
 ) -> Result<(), ProxyError> {
     let state = ctx.state;
     let h = req.headers_mut();

@@ -37,7 +37,6 @@ use std::time::Instant;
 use http::header::HeaderValue;
 use http::{Method, Request, Response, Uri, Version};
 use http_body::Body;
-use hyper::body::Incoming;
 
 use crate::config::{Provider, Route};
 use crate::identity::assertion::ConnCache;
@@ -48,6 +47,7 @@ use crate::session::{now_ms, SessionState, VerifyCache};
 use crate::state::{Shared, State};
 use crate::telemetry;
 use crate::upstream::TimerSlot;
+use crate::wire::body::ClientBody;
 use crate::wire::{headers, path};
 
 /// What the accept loop knows about a client connection.
@@ -124,7 +124,7 @@ impl<'a> Ctx<'a> {
         shared: &'a Arc<Shared>,
         state: &'a State,
         conn: &'a ConnInfo,
-        req: &Request<Incoming>,
+        req: &Request<ClientBody>,
         uri: &'a Uri,
     ) -> Self {
         Ctx {
@@ -170,7 +170,7 @@ impl<'a> Ctx<'a> {
 pub fn handle(
     shared: Arc<Shared>,
     conn: Arc<ConnInfo>,
-    mut req: Request<Incoming>,
+    mut req: Request<ClientBody>,
 ) -> impl Future<Output = Response<ProxyBody>> + Send + 'static {
     async move {
         let (shared, conn) = (&shared, &*conn);
@@ -209,7 +209,7 @@ pub fn handle(
 #[allow(clippy::manual_async_fn)]
 fn serve<'a, 'c>(
     ctx: &'c mut Ctx<'a>,
-    mut req: Request<Incoming>,
+    mut req: Request<ClientBody>,
     uri: &'a Uri,
 ) -> impl Future<Output = Result<Response<ProxyBody>, ProxyError>> + Send + use<'a, 'c>
 where

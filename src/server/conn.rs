@@ -1,6 +1,6 @@
 //! One client connection: TLS handshake (bounded by `request_header_timeout`),
-//! then HTTP/2 when ALPN chose `h2` (behind [`super::h2guard`], its
-//! streams run by [`super::streams`]), else HTTP/1.1 with upgrades (behind
+//! then HTTP/2 when ALPN chose `h2` (behind [`super::h2guard`], served by
+//! [`super::http2`]), else HTTP/1.1 with upgrades (behind
 //! [`super::h1guard`]), run under
 //! [`super::supervise`] (idle and request-head timeouts, graceful stop).
 
@@ -14,9 +14,9 @@ use std::task::{ready, Context, Poll};
 use http::header::{HeaderValue, CONNECTION};
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
-use hyper::server::conn::{http1, http2};
+use hyper::server::conn::http1;
 use hyper::service::{service_fn, Service};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
@@ -24,7 +24,7 @@ use tokio_rustls::TlsAcceptor;
 use super::admission::Ticket;
 use super::h1guard::{self, H1Guard};
 use super::h2guard::H2Guard;
-use super::streams::{StreamExec, WithStreams};
+use super::http2::{Http2, Settings};
 use super::supervise::{drive, Activity, Busy, Graceful, InFlight, Limits, Tracked};
 use super::Drain;
 use crate::config::Server;
@@ -32,6 +32,7 @@ use crate::net::SendLone;
 use crate::proxy::{self, ConnInfo};
 use crate::reply::ProxyBody;
 use crate::state::Shared;
+use crate::wire::body::ClientBody;
 
 pub(super) async fn serve_tls(
     tcp: TcpStream,
@@ -82,29 +83,21 @@ pub(super) async fn serve_tls(
     let activity = Activity::new(&limits);
     ticket.attach(&activity);
     let info = Arc::new(ConnInfo::new(peer));
-    let act = activity.clone();
-    let svc = service_fn(move |req| Served {
-        busy: Some(act.begin()),
-        answer: proxy::handle(shared.clone(), info.clone(), req),
-        h2,
-    });
     let stop = drain.subscribe();
     if h2 {
-        let io = TokioIo::new(Tracked {
+        let io = Tracked {
             inner: H2Guard::new(tls),
             activity: activity.clone(),
-        });
-        // hyper wraps the service's future in a stream and moves it by value
-        // on the way (into its stream state, to the executor, into the
-        // executor's box) and again when the stream's state changes: boxed,
-        // each move copies a pointer, not the pipeline's few kilobytes.
-        // HTTP/1 polls its future in place and keeps it unboxed.
-        let svc = service_fn(move |req| Box::pin(svc.call(req)));
-        let exec = StreamExec::new();
-        let conn = http2_builder(&server, exec.clone()).serve_connection(io, svc);
-        let conn = WithStreams::new(conn, exec);
+        };
+        let svc = move |req| proxy::handle(shared.clone(), info.clone(), req);
+        let conn = Http2::new(io, Settings::from_config(&server), activity.clone(), svc);
         drive(conn, activity, limits, stop).await;
     } else {
+        let act = activity.clone();
+        let svc = service_fn(move |req: Request<Incoming>| Served {
+            busy: Some(act.begin()),
+            answer: proxy::handle(shared.clone(), info.clone(), req.map(ClientBody::H1)),
+        });
         let guard = H1Guard::new(tls, server.max_request_header_bytes, activity.clone());
         let io = TokioIo::new(Tracked {
             inner: guard,
@@ -118,14 +111,13 @@ pub(super) async fn serve_tls(
 }
 
 pin_project_lite::pin_project! {
-    /// One request on a client connection: the pipeline's answer, then what
-    /// the connection adds to it. A struct rather than an `async` block
-    /// around the pipeline's future, which would hold the request twice.
+    /// One HTTP/1.1 request: the pipeline's answer, then what the
+    /// connection adds to it. A struct rather than an `async` block around
+    /// the pipeline's future, which would hold the request twice.
     struct Served<F> {
         #[pin]
         answer: F,
         busy: Option<Busy>,
-        h2: bool,
     }
 }
 
@@ -141,10 +133,9 @@ impl<F: Future<Output = Response<ProxyBody>>> Future for Served<F> {
         if act.body_refused() {
             resp = h1guard::refused_response();
         }
-        // Told to finish (stopping, or room made at the connection cap): an
-        // HTTP/1.1 client learns it from this response, and hyper closes
-        // after it.
-        if !*this.h2 && act.finishing() && resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+        // Told to finish (stopping, or room made at the connection cap): the
+        // client learns it from this response, and hyper closes after it.
+        if act.finishing() && resp.status() != StatusCode::SWITCHING_PROTOCOLS {
             resp.headers_mut()
                 .insert(CONNECTION, HeaderValue::from_static("close"));
         }
@@ -209,19 +200,6 @@ where
     drive(conn, activity, limits, stop).await;
 }
 
-fn http2_builder<E: Clone>(server: &Server, exec: E) -> http2::Builder<E> {
-    let mut b = http2::Builder::new(exec);
-    b.timer(TokioTimer::new())
-        .max_header_list_size(server.max_request_header_bytes as u32)
-        .max_concurrent_streams(256)
-        // Pings (and the client's pongs) move bytes, which `drive` counts as
-        // activity: pinging more often than the idle timeout would keep an
-        // idle connection open forever, so ping only after it has passed.
-        .keep_alive_interval(server.client_idle_timeout * 2)
-        .keep_alive_timeout(server.request_header_timeout);
-    b
-}
-
 impl<I, S, B> Graceful for http1::UpgradeableConnection<I, S>
 where
     Self: Future,
@@ -244,21 +222,6 @@ where
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     B: http_body::Body + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    fn graceful(self: Pin<&mut Self>) {
-        self.graceful_shutdown()
-    }
-}
-
-impl<I, S, B, E> Graceful for http2::Connection<I, S, E>
-where
-    Self: Future,
-    I: hyper::rt::Read + hyper::rt::Write + Unpin,
-    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B>,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    B: http_body::Body + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    E: hyper::rt::bounds::Http2ServerConnExec<S::Future, B>,
 {
     fn graceful(self: Pin<&mut Self>) {
         self.graceful_shutdown()

@@ -2,16 +2,16 @@
 //! PING, SETTINGS or PRIORITY frames faster than a budget gets GOAWAY with
 //! `ENHANCE_YOUR_CALM` and the connection is closed.
 //!
-//! hyper's `h2` answers every PING and SETTINGS frame and limits neither
+//! The `h2` crate answers every PING and SETTINGS frame and limits neither
 //! (it bounds rapid resets and CONTINUATION itself), so the guard sits
-//! between TLS and hyper and reads frame headers, not payloads: nine bytes
+//! between TLS and `h2` and reads frame headers, not payloads: nine bytes
 //! per frame in each direction, no buffering. It counts the client's
 //! non-ACK PING, SETTINGS and PRIORITY frames in a token bucket
 //! ([`BURST`] frames, refilled at [`PER_SECOND`]); a browser sends a
 //! handful per connection. Past the budget it writes its own GOAWAY at the
 //! next frame boundary of what the server is writing (it tracks the
 //! server's frames too, so it never splits one), then fails both
-//! directions, which ends hyper's connection.
+//! directions, which ends the connection.
 
 use std::io;
 use std::pin::Pin;

@@ -10,8 +10,8 @@ mod conn;
 mod drain;
 pub(crate) mod h1guard;
 mod h2guard;
+mod http2;
 mod redirect;
-mod streams;
 mod supervise;
 pub mod trim;
 

@@ -23,7 +23,8 @@ use tokio::sync::watch;
 
 use crate::reply::ProxyBody;
 
-/// hyper's connection types, which all shut down the same way.
+/// A served connection (hyper's HTTP/1.1 ones, [`super::http2::Http2`]), which
+/// can be told to finish gracefully.
 pub(super) trait Graceful: Future {
     fn graceful(self: Pin<&mut Self>);
 }

@@ -4,8 +4,8 @@
 //!
 //! A replayed body sends the very frames it was given, in order, so what
 //! reaches the upstream is byte for byte what the client sent. Its size hint
-//! is what is left of the read frames plus the rest's own hint (hyper's
-//! `Incoming` counts down its `Content-Length` as it is read), so an exact
+//! is what is left of the read frames plus the rest's own hint (a
+//! [`ClientBody`] counts down its `Content-Length` as it is read), so an exact
 //! length stays exact and the upstream request keeps its `Content-Length`.
 
 use std::collections::VecDeque;
@@ -15,15 +15,15 @@ use std::task::{Context, Poll};
 use bytes::{Buf, Bytes};
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 
 use super::BodyError;
+use crate::wire::body::{ClientBody, ClientBodyError};
 
 /// What the upstream client sends as a request body.
 #[derive(Debug)]
 pub enum RequestBody {
     /// The client's body, streamed as it arrives.
-    Client(Incoming),
+    Client(ClientBody),
     /// Frames already read, then the rest of the client's body (boxed: only
     /// a login form is replayed, and the upstream request is moved through
     /// every request's pipeline).
@@ -37,9 +37,9 @@ pub struct Replay {
     /// Trailers read with the data (they end the body).
     trailers: Option<HeaderMap>,
     /// The error that stopped the read, passed on after the data.
-    error: Option<hyper::Error>,
+    error: Option<ClientBodyError>,
     /// `None` when the body was read to its end.
-    rest: Option<Incoming>,
+    rest: Option<ClientBody>,
 }
 
 impl RequestBody {
@@ -48,8 +48,8 @@ impl RequestBody {
     pub fn replay(
         data: Vec<Bytes>,
         trailers: Option<HeaderMap>,
-        error: Option<hyper::Error>,
-        rest: Option<Incoming>,
+        error: Option<ClientBodyError>,
+        rest: Option<ClientBody>,
     ) -> RequestBody {
         RequestBody::Replay(Box::new(Replay {
             data: data.into_iter().filter(|b| !b.is_empty()).collect(),

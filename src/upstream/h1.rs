@@ -14,6 +14,7 @@
 //! beyond it, on HTTP/1.1, and without `Connection: close`.
 
 use std::io;
+use std::mem::MaybeUninit;
 use std::task::{ready, Context, Poll};
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -113,7 +114,19 @@ pub async fn exchange(
         return Err(fail(e.into(), false));
     }
     conn.buf.clear();
+    // Parsing waits for bytes: there is nothing to parse before the first
+    // read, and more is read only when what is there is not a whole head.
+    let mut read = true;
     loop {
+        if read {
+            let answered = !conn.buf.is_empty();
+            match conn.fill().await {
+                Ok(0) => return Err(fail(H1Error::Closed, answered)),
+                Ok(_) => {}
+                Err(e) => return Err(fail(e.into(), answered)),
+            }
+        }
+        read = true;
         match parse_head(&conn.buf) {
             Ok(Some((head, len))) => {
                 conn.buf.advance(len);
@@ -121,6 +134,8 @@ pub async fn exchange(
                     if head.status == StatusCode::SWITCHING_PROTOCOLS {
                         return Err(fail(H1Error::Invalid("unexpected 101"), true));
                     }
+                    // The final head may have come with it.
+                    read = false;
                     continue;
                 }
                 let is_head = req.method() == Method::HEAD;
@@ -141,12 +156,6 @@ pub async fn exchange(
         }
         if conn.buf.len() > MAX_HEAD_BYTES {
             return Err(fail(H1Error::Invalid("response head too large"), true));
-        }
-        let answered = !conn.buf.is_empty();
-        match conn.fill().await {
-            Ok(0) => return Err(fail(H1Error::Closed, answered)),
-            Ok(_) => {}
-            Err(e) => return Err(fail(e.into(), answered)),
         }
     }
 }
@@ -177,9 +186,13 @@ struct Head {
 
 /// A complete head and its length, `None` when more bytes are needed.
 fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, H1Error> {
-    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut resp = httparse::Response::new(&mut slots);
-    let len = match resp.parse(buf) {
+    // Slots left uninitialised: httparse writes those it fills, and
+    // zeroing all of them cost more than parsing a usual head.
+    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut []);
+    let parsed = httparse::ParserConfig::default()
+        .parse_response_with_uninit_headers(&mut resp, buf, &mut slots);
+    let len = match parsed {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(httparse::Error::TooManyHeaders) => return Err(H1Error::Invalid("too many headers")),

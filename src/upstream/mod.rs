@@ -33,6 +33,7 @@ use tokio::time::Sleep;
 
 use crate::config::Config;
 use crate::net::SendLone;
+use crate::wire::body::ClientBodyError;
 
 mod body;
 mod h1;
@@ -89,7 +90,7 @@ impl UpstreamError {
     /// stream failed with the client connection's own error.
     fn failed(e: hyper::Error) -> UpstreamError {
         let from_client =
-            e.is_user() && std::error::Error::source(&e).is_some_and(|s| s.is::<hyper::Error>());
+            e.is_user() && std::error::Error::source(&e).is_some_and(|s| s.is::<ClientBodyError>());
         match from_client {
             true => UpstreamError::ClientBody(e),
             false => UpstreamError::Failed(e),
