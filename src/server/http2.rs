@@ -326,6 +326,8 @@ impl KeepAlive {
             return false;
         }
         if self.awaiting {
+            // Said once: the connection is being cut.
+            self.pings = None;
             return true;
         }
         let next = match pings.send_ping(Ping::opaque()) {
@@ -776,6 +778,60 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(body, "ok");
+    }
+
+    /// A client that answers pings is kept while its slow answer comes.
+    #[tokio::test]
+    async fn a_peer_that_answers_pings_is_kept() {
+        let (server_io, client_io) = tokio::io::duplex(64 * 1024);
+        let quick = Settings {
+            ping_interval: Duration::from_millis(50),
+            ping_timeout: Duration::from_millis(100),
+            ..SETTINGS
+        };
+        let service = |_: Request<ClientBody>| async {
+            tokio::time::sleep(Duration::from_millis(600)).await;
+            Response::new(ProxyBody::text("late"))
+        };
+        tokio::spawn(Http2::new(server_io, quick, activity(), service));
+        let (client, conn) = h2::client::handshake(client_io).await.unwrap();
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let (_, body) = within("a slow answer", get(&client, "/")).await.unwrap();
+        assert_eq!(body, "late");
+    }
+
+    /// A peer that stops answering (pings included) while a stream is open
+    /// is cut once a ping goes unanswered for the timeout.
+    #[tokio::test]
+    async fn a_peer_that_stops_answering_pings_is_cut() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (server_io, mut client) = tokio::io::duplex(64 * 1024);
+        let quick = Settings {
+            ping_interval: Duration::from_millis(50),
+            ping_timeout: Duration::from_millis(100),
+            ..SETTINGS
+        };
+        let service = |_: Request<ClientBody>| std::future::pending::<Response<ProxyBody>>();
+        let server = tokio::spawn(Http2::new(server_io, quick, activity(), service));
+        // By hand: the preface, empty SETTINGS, then one GET on stream 1
+        // (HPACK: :method GET, :scheme https, :path /, :authority "a").
+        let mut frames = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        frames.extend_from_slice(&[0, 0, 0, 0x4, 0, 0, 0, 0, 0]);
+        let block = [0x82, 0x87, 0x84, 0x41, 0x01, b'a'];
+        frames.extend_from_slice(&[0, 0, block.len() as u8, 0x1, 0x5, 0, 0, 0, 1]);
+        frames.extend_from_slice(&block);
+        client.write_all(&frames).await.unwrap();
+        // Nothing more is read or written: no SETTINGS ACK, no PING ACK.
+        within("the silent peer is cut", server).await.unwrap();
+        // What the server wrote ends with its GOAWAY.
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(1), client.read_to_end(&mut out)).await;
+        assert!(
+            out.windows(4).any(|w| w[3] == 0x7 && w[..3] == [0, 0, 8]),
+            "no GOAWAY"
+        );
     }
 
     #[test]
