@@ -208,22 +208,9 @@ async fn h2_bodies_stream_both_ways(workers: &str) {
         .env("TOKIO_WORKER_THREADS", workers);
     let proxy = TestProxy::start(&config).await;
     let h2 = proxy.h2().await;
-    let origin = proxy.origin();
 
-    let mut abandoning = h2.clone();
-    let abandoned = async move {
-        let req = Request::get(format!("{origin}/download?bytes={LEN}"))
-            .body(empty())
-            .unwrap();
-        abandoning.ready().await.unwrap();
-        let mut body = abandoning.send_request(req).await.unwrap().into_body();
-        let mut got = 0u64;
-        while got < LEN / 16 {
-            let frame = body.frame().await.unwrap().unwrap();
-            got += frame.data_ref().map_or(0, |d| d.len() as u64);
-        }
-        // Dropped here: the client resets the stream.
-    };
+    // Read to `LEN / 16`, then dropped: the client resets the stream.
+    let abandoned = download(h2.clone(), proxy.origin(), LEN, LEN / 16);
     let mut uploading = h2.clone();
     let origin = proxy.origin();
     let upload = async move {
@@ -232,22 +219,9 @@ async fn h2_bodies_stream_both_ways(workers: &str) {
             .unwrap();
         send2(&mut uploading, req).await
     };
-    let mut downloading = h2.clone();
-    let origin = proxy.origin();
-    let download = async move {
-        let req = Request::get(format!("{origin}/download?bytes={LEN}"))
-            .body(empty())
-            .unwrap();
-        downloading.ready().await.unwrap();
-        let mut body = downloading.send_request(req).await.unwrap().into_body();
-        let mut got = 0u64;
-        while let Some(frame) = body.frame().await {
-            got += frame.unwrap().data_ref().map_or(0, |d| d.len() as u64);
-        }
-        got
-    };
-    let (uploaded, downloaded, ()) = within(120, "h2 bodies both ways", async {
-        tokio::join!(upload, download, abandoned)
+    let full = download(h2.clone(), proxy.origin(), LEN, LEN);
+    let (uploaded, downloaded, _) = within(120, "h2 bodies both ways", async {
+        tokio::join!(upload, full, abandoned)
     })
     .await;
     assert_eq!(uploaded.status, StatusCode::OK);
@@ -268,6 +242,24 @@ async fn h2_bodies_stream_both_ways(workers: &str) {
     )
     .await;
     assert_eq!(r.status, StatusCode::OK, "the connection still serves");
+}
+
+/// GETs `len` bytes from the upstream over `h2` and reads them until `stop`
+/// bytes have arrived or the body ends; how many arrived.
+async fn download(mut h2: H2, origin: String, len: u64, stop: u64) -> u64 {
+    let req = Request::get(format!("{origin}/download?bytes={len}"))
+        .body(empty())
+        .unwrap();
+    h2.ready().await.unwrap();
+    let mut body = h2.send_request(req).await.unwrap().into_body();
+    let mut got = 0u64;
+    while got < stop {
+        let Some(frame) = body.frame().await else {
+            break;
+        };
+        got += frame.unwrap().data_ref().map_or(0, |d| d.len() as u64);
+    }
+    got
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

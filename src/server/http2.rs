@@ -691,38 +691,14 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_client_reset_cancels_the_pipeline() {
-        let (dropped_tx, dropped) = oneshot::channel();
-        let (started_tx, started) = oneshot::channel();
-        let slot = Mutex::new(Some((dropped_tx, started_tx)));
-        let (client, _server) = serve(
-            move |_| {
-                let (dropped_tx, started_tx) = slot.lock().unwrap().take().unwrap();
-                let guard = Dropped(Some(dropped_tx));
-                async move {
-                    let _guard = guard;
-                    let _ = started_tx.send(());
-                    std::future::pending::<Response<ProxyBody>>().await
-                }
-            },
-            65_535,
-        )
-        .await;
-        let (_resp, mut tx) = client
-            .clone()
-            .ready()
-            .await
-            .unwrap()
-            .send_request(request(Method::POST, "/slow"), false)
-            .unwrap();
-        within("the pipeline starts", started).await.unwrap();
-        tx.send_reset(Reason::CANCEL);
-        within("the pipeline is dropped", dropped).await.unwrap();
-    }
-
-    #[tokio::test]
-    async fn streams_end_with_their_connection() {
+    /// A connection whose one pipeline never answers; says when it starts
+    /// and when it is dropped.
+    async fn serve_stuck() -> (
+        Client,
+        JoinHandle<()>,
+        oneshot::Receiver<()>,
+        oneshot::Receiver<()>,
+    ) {
         let (dropped_tx, dropped) = oneshot::channel();
         let (started_tx, started) = oneshot::channel();
         let slot = Mutex::new(Some((dropped_tx, started_tx)));
@@ -739,6 +715,27 @@ mod tests {
             65_535,
         )
         .await;
+        (client, server, started, dropped)
+    }
+
+    #[tokio::test]
+    async fn a_client_reset_cancels_the_pipeline() {
+        let (client, _server, started, dropped) = serve_stuck().await;
+        let (_resp, mut tx) = client
+            .clone()
+            .ready()
+            .await
+            .unwrap()
+            .send_request(request(Method::POST, "/slow"), false)
+            .unwrap();
+        within("the pipeline starts", started).await.unwrap();
+        tx.send_reset(Reason::CANCEL);
+        within("the pipeline is dropped", dropped).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn streams_end_with_their_connection() {
+        let (client, server, started, dropped) = serve_stuck().await;
         let _resp = client
             .clone()
             .ready()
