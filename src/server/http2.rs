@@ -568,13 +568,16 @@ mod tests {
             .unwrap()
     }
 
+    type Sent = (h2::client::ResponseFuture, h2::SendStream<Bytes>);
+
+    /// Sends `req`'s head; `end` when it has no body.
+    async fn send(client: &Client, req: Request<()>, end: bool) -> Result<Sent, h2::Error> {
+        client.clone().ready().await?.send_request(req, end)
+    }
+
     /// GETs `path` and reads the whole response.
     async fn get(client: &Client, path: &str) -> Result<(http::response::Parts, Bytes), h2::Error> {
-        let (resp, _) = client
-            .clone()
-            .ready()
-            .await?
-            .send_request(request(Method::GET, path), true)?;
+        let (resp, _) = send(client, request(Method::GET, path), true).await?;
         read(resp.await?).await
     }
 
@@ -658,13 +661,7 @@ mod tests {
         let mut req = request(Method::POST, "/upload");
         req.headers_mut()
             .insert(CONTENT_LENGTH, HeaderValue::from(LEN));
-        let (resp, mut tx) = client
-            .clone()
-            .ready()
-            .await
-            .unwrap()
-            .send_request(req, false)
-            .unwrap();
+        let (resp, mut tx) = send(&client, req, false).await.unwrap();
         let send = async move {
             let mut left = LEN;
             while left > 0 {
@@ -721,12 +718,8 @@ mod tests {
     #[tokio::test]
     async fn a_client_reset_cancels_the_pipeline() {
         let (client, _server, started, dropped) = serve_stuck().await;
-        let (_resp, mut tx) = client
-            .clone()
-            .ready()
+        let (_resp, mut tx) = send(&client, request(Method::POST, "/slow"), false)
             .await
-            .unwrap()
-            .send_request(request(Method::POST, "/slow"), false)
             .unwrap();
         within("the pipeline starts", started).await.unwrap();
         tx.send_reset(Reason::CANCEL);
@@ -736,12 +729,8 @@ mod tests {
     #[tokio::test]
     async fn streams_end_with_their_connection() {
         let (client, server, started, dropped) = serve_stuck().await;
-        let _resp = client
-            .clone()
-            .ready()
+        let _sent = send(&client, request(Method::GET, "/"), true)
             .await
-            .unwrap()
-            .send_request(request(Method::GET, "/"), true)
             .unwrap();
         within("the pipeline starts", started).await.unwrap();
         // The connection is dropped, as the watchdog drops it.

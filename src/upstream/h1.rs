@@ -25,7 +25,7 @@ use std::future::Future;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::wire::headers::has_token;
+use crate::wire::headers::{content_length, has_token, ContentLengthError};
 
 /// hyper's client limits, kept so the fast path refuses nothing it took.
 const MAX_HEADERS: usize = 100;
@@ -240,7 +240,10 @@ fn framing(is_head: bool, head: &Head) -> Result<(Decode, bool), H1Error> {
     let h = &head.headers;
     let mut keep = head.version == Version::HTTP_11 && !has_token(h, &header::CONNECTION, "close");
     let te = h.contains_key(header::TRANSFER_ENCODING);
-    let cl = content_length(h)?;
+    let cl = content_length(h).map_err(|e| match e {
+        ContentLengthError::Malformed => H1Error::Invalid("bad Content-Length"),
+        ContentLengthError::Conflicting => H1Error::Invalid("conflicting Content-Length"),
+    })?;
     if te && cl.is_some() {
         return Err(H1Error::Invalid(
             "both Transfer-Encoding and Content-Length",
@@ -267,30 +270,6 @@ fn framing(is_head: bool, head: &Head) -> Result<(Decode, bool), H1Error> {
         Decode::Close
     };
     Ok((decode, keep))
-}
-
-/// The one length every `Content-Length` value states, if any.
-fn content_length(h: &HeaderMap) -> Result<Option<u64>, H1Error> {
-    let mut found = None;
-    for v in h.get_all(header::CONTENT_LENGTH) {
-        for part in v.as_bytes().split(|&b| b == b',').map(<[u8]>::trim_ascii) {
-            let n = parse_decimal(part).ok_or(H1Error::Invalid("bad Content-Length"))?;
-            if found.is_some_and(|f| f != n) {
-                return Err(H1Error::Invalid("conflicting Content-Length"));
-            }
-            found = Some(n);
-        }
-    }
-    Ok(found)
-}
-
-fn parse_decimal(b: &[u8]) -> Option<u64> {
-    if b.is_empty() || b.len() > 19 || !b.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    b.iter().try_fold(0u64, |n, &d| {
-        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
-    })
 }
 
 /// Where the body decoder is.

@@ -16,9 +16,11 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
-use http::header::{HeaderMap, CONTENT_LENGTH};
+use http::header::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
+
+use super::headers::content_length;
 
 /// A client's request body.
 #[derive(Debug)]
@@ -43,26 +45,11 @@ impl ClientBody {
     pub fn h2(recv: h2::RecvStream, headers: &HeaderMap) -> ClientBody {
         ClientBody::H2(H2Body {
             recv,
-            remaining: content_length(headers),
+            // `h2` has refused a malformed one already.
+            remaining: content_length(headers).ok().flatten(),
             data_done: false,
         })
     }
-}
-
-/// The one length every `Content-Length` field agrees on, if any.
-fn content_length(headers: &HeaderMap) -> Option<u64> {
-    let mut found = None;
-    for v in headers.get_all(CONTENT_LENGTH) {
-        let n = std::str::from_utf8(v.as_bytes())
-            .ok()
-            .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-            .and_then(|s| s.parse::<u64>().ok())?;
-        if found.is_some_and(|f| f != n) {
-            return None;
-        }
-        found = Some(n);
-    }
-    found
 }
 
 /// Why a client's body could not be read.
@@ -153,14 +140,15 @@ impl H2Body {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
+    use http::header::{HeaderValue, CONTENT_LENGTH};
 
     fn lengths(values: &[&'static str]) -> Option<u64> {
         let mut h = HeaderMap::new();
         for v in values {
             h.append(CONTENT_LENGTH, HeaderValue::from_static(v));
         }
-        content_length(&h)
+        // As `ClientBody::h2` reads it for the size hint.
+        content_length(&h).ok().flatten()
     }
 
     #[test]

@@ -75,6 +75,40 @@ fn hop_by_hop_index(name: &HeaderName) -> Option<usize> {
     HOP_BY_HOP.iter().position(|h| h == name)
 }
 
+/// What is wrong with a message's `Content-Length` fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContentLengthError {
+    /// A value (or a list element) that is not a plain decimal.
+    Malformed,
+    /// Values that disagree.
+    Conflicting,
+}
+
+/// The one length every `Content-Length` field states, if any (RFC 9110
+/// §8.6: a list of equal values, in one field or several, is that value).
+pub fn content_length(headers: &HeaderMap) -> Result<Option<u64>, ContentLengthError> {
+    let mut found = None;
+    for v in headers.get_all(header::CONTENT_LENGTH) {
+        for part in v.as_bytes().split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+            let n = parse_decimal(part).ok_or(ContentLengthError::Malformed)?;
+            if found.is_some_and(|f| f != n) {
+                return Err(ContentLengthError::Conflicting);
+            }
+            found = Some(n);
+        }
+    }
+    Ok(found)
+}
+
+fn parse_decimal(b: &[u8]) -> Option<u64> {
+    if b.is_empty() || b.len() > 19 || !b.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    b.iter().try_fold(0u64, |n, &d| {
+        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })
+}
+
 /// True when a comma-separated header holds `token` (ASCII case-insensitive).
 pub fn has_token(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool {
     has_any_token(headers, name, &[token])
