@@ -22,6 +22,7 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use super::admission::Ticket;
+use super::cork::{self, Corked, Held};
 use super::h1guard::{self, H1Guard};
 use super::h2guard::H2Guard;
 use super::http2::{Http2, Settings};
@@ -89,9 +90,14 @@ pub(super) async fn serve_tls(
             inner: H2Guard::new(tls),
             activity: activity.clone(),
         };
+        // Writes wait for the end of the round (HTTP/2 only: an HTTP/1.1
+        // connection has one response at a time, and its IO may leave
+        // for an upgrade's tunnel, where no poll would open the gate).
+        let gate = cork::gate();
+        let io = Held::new(io, gate.clone());
         let svc = move |req| proxy::handle(shared.clone(), info.clone(), req);
         let conn = Http2::new(io, Settings::from_config(&server), activity.clone(), svc);
-        drive(conn, activity, limits, stop).await;
+        drive(Corked::new(conn, gate), activity, limits, stop).await;
     } else {
         let act = activity.clone();
         let svc = service_fn(move |req: Request<Incoming>| Served {

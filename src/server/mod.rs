@@ -7,6 +7,7 @@
 
 pub mod admission;
 mod conn;
+mod cork;
 mod drain;
 pub(crate) mod h1guard;
 mod h2guard;
