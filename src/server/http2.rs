@@ -45,7 +45,6 @@ use std::task::{ready, Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use futures_util::future::FutureExt;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use h2::server::{Connection, Handshake, SendResponse};
 use h2::{Ping, PingPong, Reason, RecvStream, SendStream};
@@ -67,8 +66,6 @@ const MAX_FRAME: u32 = 16 * 1024;
 const MAX_SEND_BUFFER: usize = 400 * 1024;
 const MAX_LOCAL_ERROR_RESETS: usize = 1024;
 const MAX_CONCURRENT_STREAMS: u32 = 256;
-
-type Stream = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// What a connection is told by the listener's configuration.
 #[derive(Debug, Clone, Copy)]
@@ -95,13 +92,13 @@ impl Settings {
 
 /// One HTTP/2 connection: the handshake, then its streams, each answered by
 /// `service`.
-pub(super) struct Http2<T, S> {
+pub(super) struct Http2<T, S, F> {
     state: State<T>,
     service: S,
     activity: Arc<Activity>,
-    /// Streams run here; `None` on a runtime with several workers, where
-    /// each stream is a task.
-    running: Option<FuturesUnordered<Stream>>,
+    /// Streams run here, each in one allocation (the set's own); `None` on
+    /// a runtime with several workers, where each stream is a task.
+    running: Option<FuturesUnordered<Isolated<F>>>,
     keep_alive: KeepAlive,
     /// Told to finish before the handshake was done.
     graceful: bool,
@@ -113,7 +110,7 @@ enum State<T> {
     Closed,
 }
 
-impl<T, S, F> Http2<T, S>
+impl<T, S, F> Http2<T, S, F>
 where
     T: AsyncRead + AsyncWrite + Unpin,
     S: FnMut(Request<ClientBody>) -> F,
@@ -207,7 +204,7 @@ where
     }
 }
 
-impl<T, S, F> Future for Http2<T, S>
+impl<T, S, F> Future for Http2<T, S, F>
 where
     T: AsyncRead + AsyncWrite + Unpin,
     S: FnMut(Request<ClientBody>) -> F + Unpin,
@@ -230,7 +227,7 @@ where
     }
 }
 
-impl<T, S> Graceful for Http2<T, S>
+impl<T, S, F> Graceful for Http2<T, S, F>
 where
     Self: Future + Unpin,
     T: AsyncRead + AsyncWrite + Unpin,
@@ -250,7 +247,7 @@ where
 fn start<S, F>(
     service: &mut S,
     activity: &Arc<Activity>,
-    running: &mut Option<FuturesUnordered<Stream>>,
+    running: &mut Option<FuturesUnordered<Isolated<F>>>,
     req: Request<RecvStream>,
     reply: SendResponse<Bytes>,
 ) where
@@ -268,8 +265,7 @@ fn start<S, F>(
         _busy: busy,
     };
     match running {
-        // A panic is the stream's own end; dropping it resets the stream.
-        Some(running) => running.push(Box::pin(AssertUnwindSafe(stream).catch_unwind().map(drop))),
+        Some(running) => running.push(Isolated { stream }),
         None => {
             tokio::spawn(stream);
         }
@@ -342,6 +338,25 @@ impl KeepAlive {
         self.timer.as_mut().reset(Instant::now() + next);
         let _ = self.timer.as_mut().poll(cx);
         false
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A stream on its connection's task: a panic is the stream's own end
+    /// (dropping it resets the stream), not the connection's.
+    struct Isolated<F> {
+        #[pin]
+        stream: Respond<F>,
+    }
+}
+
+impl<F: Future<Output = Response<ProxyBody>>> Future for Isolated<F> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let stream = self.project().stream;
+        // Ready after a panic: the set drops the stream, never polls it again.
+        std::panic::catch_unwind(AssertUnwindSafe(|| stream.poll(cx))).unwrap_or(Poll::Ready(()))
     }
 }
 
