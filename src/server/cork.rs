@@ -28,9 +28,9 @@
 //! core was idle 5 % of the time on the rig, and waking a sleeping virtual
 //! CPU takes 50–250 µs. A batch of six connections (sixty responses in the
 //! rig's sixteen connections of ten streams, about what HAProxy writes in
-//! one turn of its loop) kept the core busy and saved the wake-ups: on
-//! rig-like runs, 8 % less CPU per request and 7 % more requests per
-//! second than writing at once (`docs/performance.md`).
+//! one turn of its loop) kept the core busy and saved the wake-ups: in six
+//! interleaved rig-like pairs, a median 7 % less CPU per request and 8 %
+//! more requests per second than writing at once (`docs/performance.md`).
 //!
 //! The IO must be polled only inside its [`Corked`] connection's poll
 //! (HTTP/2's is: the codec owns it), or a held write would find the gate
