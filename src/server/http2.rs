@@ -400,11 +400,17 @@ impl<F: Future<Output = Response<ProxyBody>>> Future for Respond<F> {
                 }
             };
             let (mut head, body) = resp.into_parts();
-            if !head.headers.contains_key(DATE) {
+            // One walk over the few names there, not two hashed lookups.
+            let (mut has_date, mut has_length) = (false, false);
+            for name in head.headers.keys() {
+                has_date |= name == DATE;
+                has_length |= name == CONTENT_LENGTH;
+            }
+            if !has_date {
                 head.headers.insert(DATE, date_now());
             }
             let end = body.is_end_stream();
-            if !end && !head.headers.contains_key(CONTENT_LENGTH) {
+            if !end && !has_length {
                 if let Some(n) = body.size_hint().exact() {
                     head.headers.insert(CONTENT_LENGTH, HeaderValue::from(n));
                 }
@@ -613,6 +619,29 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(10), f)
             .await
             .unwrap_or_else(|_| panic!("timed out: {what}"))
+    }
+
+    #[tokio::test]
+    async fn a_response_keeps_its_own_date_and_content_length() {
+        let (client, _server) = serve(
+            |_: Request<ClientBody>| async {
+                let mut resp = Response::new(ProxyBody::text("ok"));
+                let h = resp.headers_mut();
+                h.insert(
+                    DATE,
+                    HeaderValue::from_static("Sun, 06 Nov 1994 08:49:37 GMT"),
+                );
+                h.insert(CONTENT_LENGTH, HeaderValue::from_static("2"));
+                resp
+            },
+            65_535,
+        )
+        .await;
+        let (head, body) = within("a response", get(&client, "/")).await.unwrap();
+        assert_eq!(body, "ok");
+        assert_eq!(head.headers[DATE], "Sun, 06 Nov 1994 08:49:37 GMT");
+        let lengths: Vec<_> = head.headers.get_all(CONTENT_LENGTH).iter().collect();
+        assert_eq!(lengths, ["2"]);
     }
 
     #[tokio::test]
