@@ -1,7 +1,7 @@
 //! One client connection: TLS handshake (bounded by `request_header_timeout`),
 //! then HTTP/2 when ALPN chose `h2` (behind [`super::h2guard`], served by
-//! [`super::http2`]), else HTTP/1.1 with upgrades (behind
-//! [`super::h1guard`]), run under
+//! [`super::http2`], its writes held by [`super::cork`]), else HTTP/1.1
+//! with upgrades (behind [`super::h1guard`]), run under
 //! [`super::supervise`] (idle and request-head timeouts, graceful stop).
 
 use std::convert::Infallible;

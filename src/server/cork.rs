@@ -49,16 +49,13 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::runtime::RuntimeFlavor;
 
 use super::supervise::Graceful;
 
 /// A new connection's gate: `None` (writes never held) on a runtime with
 /// several workers.
 pub(super) fn gate() -> Option<Arc<Gate>> {
-    tokio::runtime::Handle::try_current()
-        .is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::CurrentThread)
-        .then(|| Arc::new(Gate::default()))
+    super::on_one_thread().then(|| Arc::new(Gate::default()))
 }
 
 /// How many connections of one thread may wait for the end of the round.

@@ -52,7 +52,6 @@ use http::header::{HeaderValue, CONTENT_LENGTH, DATE};
 use http::{Request, Response};
 use http_body::Body;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::runtime::RuntimeFlavor;
 use tokio::time::{Instant, Sleep};
 
 use super::supervise::{Activity, Busy, Graceful};
@@ -126,8 +125,7 @@ where
             .max_local_error_reset_streams(Some(MAX_LOCAL_ERROR_RESETS))
             .max_send_buffer_size(MAX_SEND_BUFFER)
             .handshake(io);
-        let one_thread = tokio::runtime::Handle::try_current()
-            .is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::CurrentThread);
+        let one_thread = super::on_one_thread();
         Http2 {
             state: State::Handshaking(handshake),
             service,

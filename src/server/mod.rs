@@ -29,6 +29,14 @@ use admission::{Admission, Ticket};
 pub use conn::serve_plain;
 pub use drain::Drain;
 
+/// True on the current-thread runtime (one CPU, `src/main.rs`): an HTTP/2
+/// connection's streams then run on its own task ([`http2`]) and its writes
+/// wait for the end of the round ([`cork`]).
+fn on_one_thread() -> bool {
+    tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread)
+}
+
 /// Accepts HTTPS connections until `stop` turns true.
 pub async fn accept_https(
     listener: TcpListener,
