@@ -212,6 +212,49 @@ async fn s3_routes_match_host_class_then_longest_segment_prefix() {
     }
 }
 
+/// One HTTP/2 connection whose streams name different hosts: each stream
+/// is routed and forwarded by its own `:authority`, and one RFC 3986
+/// refuses is a 400 however many good ones came before (the proxy keeps a
+/// connection's last host to share its bytes; this is what that must not
+/// change).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_an_h2_connection_routes_each_stream_by_its_own_authority() {
+    let (exact, wild, any) = (
+        Upstream::start("exact").await,
+        Upstream::start("wild").await,
+        Upstream::start("any").await,
+    );
+    let config = ProxyConfig::new()
+        .route(&any.url(), "")
+        .route(&wild.url(), "host = \"*.test\"")
+        .route(&exact.url(), "host = \"app.test\"");
+    let proxy = TestProxy::start(&config).await;
+    let mut h2 = proxy.h2().await;
+    for (authority, want) in [
+        ("app.test", Some("exact")),
+        ("app.test", Some("exact")),
+        ("x.test", Some("wild")),
+        ("app.test:8443", Some("exact")),
+        ("user@app.test", None),
+        ("app.test", Some("exact")),
+        ("other.example", Some("any")),
+        ("x.test", Some("wild")),
+    ] {
+        let req = Request::get(format!("https://{authority}/p"))
+            .body(empty())
+            .unwrap();
+        let r = send2(&mut h2, req).await;
+        let Some(want) = want else {
+            assert_eq!(r.status, StatusCode::BAD_REQUEST, "{authority}");
+            continue;
+        };
+        assert_eq!(r.status, StatusCode::OK, "{authority}: {}", r.text());
+        let echo = r.echo();
+        assert_eq!(echo.upstream, want, "{authority}");
+        assert_eq!(echo.one("x-forwarded-host"), Some(authority), "{authority}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_reserved_prefix_and_unrouted_hosts_are_404() {
     let up = Upstream::start("app").await;

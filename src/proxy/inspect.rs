@@ -17,7 +17,7 @@ pub fn request<'a, B>(ctx: &mut Ctx<'a>, req: &Request<B>, uri: &'a Uri) -> Resu
     let (raw_path, query) = path::split_target(uri.path_and_query().map_or("/", |pq| pq.as_str()));
     ctx.path = path::normalise(raw_path).ok_or(ProxyError::BadRequest("invalid request target"))?;
     ctx.query = query;
-    ctx.host =
-        host::client_host(uri, req.headers()).ok_or(ProxyError::BadRequest("missing Host"))?;
+    ctx.host = host::client_host(uri, req.headers(), &ctx.conn.host)
+        .ok_or(ProxyError::BadRequest("missing Host"))?;
     Ok(())
 }

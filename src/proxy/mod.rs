@@ -48,6 +48,7 @@ use crate::state::{Shared, State};
 use crate::telemetry;
 use crate::upstream::TimerSlot;
 use crate::wire::body::ClientBody;
+use crate::wire::host::SeenHost;
 use crate::wire::{headers, path};
 
 /// What the accept loop knows about a client connection.
@@ -63,6 +64,8 @@ pub struct ConnInfo {
     pub verified: VerifyCache,
     /// The last identity assertion made for it (SPEC §8.6a).
     pub assertion: ConnCache,
+    /// The last host its requests named (HTTP/2's `:authority`).
+    pub host: SeenHost,
 }
 
 impl ConnInfo {
@@ -76,6 +79,7 @@ impl ConnInfo {
             upstream_timer: TimerSlot::default(),
             verified: VerifyCache::default(),
             assertion: ConnCache::default(),
+            host: SeenHost::default(),
         }
     }
 }

@@ -15,7 +15,7 @@ use tokio::net::TcpStream;
 use super::Drain;
 use crate::reply::{plain, ProxyBody};
 use crate::state::Shared;
-use crate::wire::host::{client_host, strip_port};
+use crate::wire::host::{client_host, strip_port, SeenHost};
 
 pub(super) async fn serve(tcp: TcpStream, shared: Arc<Shared>, drain: Drain) {
     let _guard = drain.track();
@@ -30,7 +30,8 @@ pub(super) async fn serve(tcp: TcpStream, shared: Arc<Shared>, drain: Drain) {
 fn redirect(shared: &Shared, req: &Request<Incoming>) -> Response<ProxyBody> {
     let port = shared.https_port();
     // Validated like the HTTPS side: the Location must not carry a foreign host.
-    let host_value = client_host(req.uri(), req.headers());
+    // One request per connection is typical here: nothing kept between them.
+    let host_value = client_host(req.uri(), req.headers(), &SeenHost::default());
     let host = host_value
         .as_ref()
         .and_then(|h| h.to_str().ok())

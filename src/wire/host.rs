@@ -1,16 +1,20 @@
 //! The request's host (RFC 9112 §3.2, RFC 3986 §3.2.2): which one the
 //! client asked for, whether it is well formed, and its name without a port.
 
+use std::fmt;
+use std::sync::Mutex;
+
 use http::header::{self, HeaderValue};
 use http::uri::Uri;
 
 /// The host the client asked for: the URI authority (HTTP/2, absolute-form)
 /// or the `Host` header. `None` (answered 400) unless it is exactly one
 /// `host[:port]` (RFC 9112 §3.2): routing, `X-Forwarded-Host` and redirects
-/// are built from it.
-pub fn client_host(uri: &Uri, headers: &http::HeaderMap) -> Option<HeaderValue> {
+/// are built from it. An authority is looked up in `seen`, the connection's
+/// last one, before it is copied.
+pub fn client_host(uri: &Uri, headers: &http::HeaderMap, seen: &SeenHost) -> Option<HeaderValue> {
     let value = match uri.authority() {
-        Some(a) => HeaderValue::from_str(a.as_str()).ok()?,
+        Some(a) => return seen.value(a.as_str()),
         None => {
             let mut fields = headers.get_all(header::HOST).iter();
             let (first, more) = (fields.next()?, fields.next());
@@ -21,6 +25,41 @@ pub fn client_host(uri: &Uri, headers: &http::HeaderMap) -> Option<HeaderValue> 
         }
     };
     host_and_port(value.as_bytes()).then_some(value)
+}
+
+/// The last valid authority a connection's requests named, as a header
+/// value. An HTTP/2 authority is a string inside the request's URI, so its
+/// header value is a copy; every stream of a connection names the same
+/// host, and with this they share one copy (a reference count) instead of
+/// allocating one per request, and another when it is first cloned for
+/// `X-Forwarded-Host` or `Host`. One value per connection; HTTP/1.1's
+/// `Host` field is shared with the request already and does not use it.
+#[derive(Default)]
+pub struct SeenHost(Mutex<Option<HeaderValue>>);
+
+impl SeenHost {
+    /// `authority` as a validated header value: the kept one when it is
+    /// the same text, else a new one, kept for the next request.
+    fn value(&self, authority: &str) -> Option<HeaderValue> {
+        let mut last = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(kept) = last
+            .as_ref()
+            .filter(|v| v.as_bytes() == authority.as_bytes())
+        {
+            return Some(kept.clone());
+        }
+        let value = HeaderValue::from_str(authority)
+            .ok()
+            .filter(|v| host_and_port(v.as_bytes()))?;
+        *last = Some(value.clone());
+        Some(value)
+    }
+}
+
+impl fmt::Debug for SeenHost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SeenHost(..)")
+    }
 }
 
 /// The bytes of an RFC 3986 reg-name: unreserved, sub-delims and `%`.
@@ -127,6 +166,37 @@ mod tests {
         ] {
             assert!(!host_and_port(bad.as_bytes()), "{bad}");
         }
+    }
+
+    fn authority(uri: &str) -> Uri {
+        uri.parse().unwrap()
+    }
+
+    #[test]
+    fn a_connection_shares_its_last_authority_and_checks_a_new_one() {
+        let seen = SeenHost::default();
+        let none = http::HeaderMap::new();
+        let a = client_host(&authority("https://app.example:8443/x"), &none, &seen).unwrap();
+        let b = client_host(&authority("https://app.example:8443/y"), &none, &seen).unwrap();
+        assert_eq!(a, "app.example:8443");
+        // The second request's value is the first one's bytes, not a copy.
+        assert_eq!(a.as_bytes().as_ptr(), b.as_bytes().as_ptr());
+        let c = client_host(&authority("https://other.example/"), &none, &seen).unwrap();
+        assert_eq!(c, "other.example");
+        // A host RFC 3986 refuses is refused whatever was kept, and the
+        // kept one stays.
+        assert!(client_host(&authority("https://user@other.example/"), &none, &seen).is_none());
+        let d = client_host(&authority("https://other.example/z"), &none, &seen).unwrap();
+        assert_eq!(c.as_bytes().as_ptr(), d.as_bytes().as_ptr());
+        // Without an authority, the one `Host` field, as before.
+        let mut host = http::HeaderMap::new();
+        host.insert(header::HOST, HeaderValue::from_static("h1.example"));
+        assert_eq!(
+            client_host(&authority("/p"), &host, &seen).unwrap(),
+            "h1.example"
+        );
+        host.append(header::HOST, HeaderValue::from_static("h2.example"));
+        assert!(client_host(&authority("/p"), &host, &seen).is_none());
     }
 
     #[test]
