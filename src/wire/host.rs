@@ -29,11 +29,12 @@ pub fn client_host(uri: &Uri, headers: &http::HeaderMap, seen: &SeenHost) -> Opt
 
 /// The last valid authority a connection's requests named, as a header
 /// value. An HTTP/2 authority is a string inside the request's URI, so its
-/// header value is a copy; every stream of a connection names the same
-/// host, and with this they share one copy (a reference count) instead of
-/// allocating one per request, and another when it is first cloned for
-/// `X-Forwarded-Host` or `Host`. One value per connection; HTTP/1.1's
-/// `Host` field is shared with the request already and does not use it.
+/// header value is a copy; the streams of a connection usually name the
+/// same host, and with this they share one copy (a reference count)
+/// instead of allocating one per request, and another when it is first
+/// cloned for `X-Forwarded-Host` or `Host`. One value per connection; an
+/// HTTP/1.1 `Host` field is shared with the request already and does not
+/// use it (only an absolute-form target's authority does).
 #[derive(Default)]
 pub struct SeenHost(Mutex<Option<HeaderValue>>);
 
